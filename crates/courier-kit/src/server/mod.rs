@@ -1,0 +1,135 @@
+//! Running a set of tonic services the way every courier process does.
+//!
+//! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
+//! reflection (v1 and v1alpha), applies the limits of [`ServerOptions`], and runs until the shutdown future
+//! resolves. Shutdown is graceful: health turns NOT_SERVING first (so balancers stop sending), new connections
+//! are refused, calls in flight get up to `shutdown_grace` to finish, and then `serve` returns.
+
+mod options;
+mod shutdown;
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tower::Service;
+
+use crate::layers::{AccessLogLayer, ConcurrencyLimitLayer, RecvLimitLayer};
+pub use options::ServerOptions;
+pub use shutdown::shutdown_signal;
+
+/// The application services of one process, with the descriptor sets that describe them for reflection.
+#[derive(Default)]
+pub struct ServiceSet {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+    descriptor_sets: Vec<&'static [u8]>,
+}
+
+impl ServiceSet {
+    /// Adds a generated tonic service; its name is reported by health as SERVING while the server runs.
+    pub fn add<S>(&mut self, service: S) -> &mut Self
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Registers an encoded `FileDescriptorSet` for reflection (e.g. `courier_proto::FILE_DESCRIPTOR_SET`).
+    pub fn describe(&mut self, encoded_descriptor_set: &'static [u8]) -> &mut Self {
+        self.descriptor_sets.push(encoded_descriptor_set);
+        self
+    }
+
+    /// Names of the application services, as health and reflection report them.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// Why [`serve`] stopped without finishing cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed (accept loop, listener).
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A reflection descriptor set could not be decoded.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves `services` on `listener` until `shutdown` resolves, then drains gracefully (see the module docs).
+///
+/// Tests pass a listener bound to `127.0.0.1:0` and a future they control; binaries pass [`shutdown_signal`].
+pub async fn serve(
+    listener: TcpListener,
+    services: ServiceSet,
+    options: &ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let ServiceSet { mut routes, names, descriptor_sets } = services;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in &names {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    routes.add_service(health_service);
+
+    if options.reflection {
+        let mut v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        let mut v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        for set in &descriptor_sets {
+            v1 = v1.register_encoded_file_descriptor_set(set);
+            v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+        }
+        routes.add_service(v1.build_v1()?);
+        routes.add_service(v1alpha.build_v1alpha()?);
+    }
+
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(options.keepalive_interval))
+        .http2_keepalive_timeout(Some(options.keepalive_timeout))
+        .tcp_nodelay(true)
+        .layer(AccessLogLayer)
+        .layer(ConcurrencyLimitLayer::new(options.max_concurrent_calls))
+        .layer(RecvLimitLayer::new(options.max_recv_message_bytes))
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+            let _ = drain_rx.await;
+        });
+    tokio::pin!(server);
+
+    tokio::select! {
+        result = &mut server => return result.map_err(ServeError::from),
+        () = shutdown => {}
+    }
+
+    tracing::info!(grace = ?options.shutdown_grace, "shutting down: health NOT_SERVING, draining calls in flight");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    for name in &names {
+        health.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+    let _ = drain_tx.send(());
+    match tokio::time::timeout(options.shutdown_grace, &mut server).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(grace = ?options.shutdown_grace, "grace period over; abandoning calls still open"),
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}

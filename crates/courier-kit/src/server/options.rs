@@ -1,0 +1,40 @@
+//! The knobs of the server runtime, with production defaults.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Limits and timings applied to every service a process runs. Deserialised from the `[server]` table of the
+/// config file, `COURIER_SERVER_*` variables, or flags (see `courier_kit::config`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.
+    pub max_recv_message_bytes: usize,
+    /// Calls in flight at once across all connections; more get RESOURCE_EXHAUSTED at once. Default 1024.
+    pub max_concurrent_calls: usize,
+    /// HTTP/2 PING interval that detects dead peers on idle connections. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// How long calls in flight may run after shutdown starts. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Serve gRPC server reflection (v1 and v1alpha). Default on.
+    pub reflection: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            max_recv_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_calls: 1024,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            reflection: true,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Failures mapped to the wire in one place.
+//!
+//! Services describe what went wrong with these constructors; clients get a stable status code plus a
+//! machine-readable `google.rpc` detail, never an internal error message.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// Field-level validation failures, collected so a client learns every bad field in one round trip.
+///
+/// ```
+/// use courier_kit::status::FieldViolations;
+/// let mut violations = FieldViolations::default();
+/// violations.add("name", "must not be empty");
+/// let status = violations.into_result().unwrap_err();
+/// assert_eq!(status.code(), tonic::Code::InvalidArgument);
+/// ```
+#[derive(Debug, Default)]
+pub struct FieldViolations(Vec<FieldViolation>);
+
+impl FieldViolations {
+    /// Records that `field` (a protobuf field path such as `name` or `user.email`) is invalid.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// `true` when no violation was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, otherwise [`invalid_argument`] with every violation.
+    #[allow(clippy::result_large_err)]
+    pub fn into_result(self) -> Result<(), Status> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid_argument(self.0))
+        }
+    }
+}
+
+/// INVALID_ARGUMENT carrying a `google.rpc.BadRequest` with the given field violations.
+pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
+    let message = match violations.as_slice() {
+        [only] => format!("invalid {}: {}", only.field, only.description),
+        many => {
+            let fields: Vec<&str> = many.iter().map(|v| v.field.as_str()).collect();
+            format!("invalid fields: {}", fields.join(", "))
+        }
+    };
+    Status::with_error_details(Code::InvalidArgument, message, ErrorDetails::with_bad_request(violations))
+}
+
+/// NOT_FOUND carrying a `google.rpc.ResourceInfo` naming what was looked for.
+pub fn not_found(resource_type: &str, resource_name: &str) -> Status {
+    Status::with_error_details(
+        Code::NotFound,
+        format!("{resource_type} {resource_name} not found"),
+        ErrorDetails::with_resource_info(resource_type, resource_name, "", "not found"),
+    )
+}
+
+/// ALREADY_EXISTS carrying a `google.rpc.ResourceInfo` for the resource that conflicts.
+pub fn already_exists(resource_type: &str, resource_name: &str, description: &str) -> Status {
+    Status::with_error_details(
+        Code::AlreadyExists,
+        format!("{resource_type} already exists: {description}"),
+        ErrorDetails::with_resource_info(resource_type, resource_name, "", description),
+    )
+}
+
+/// A status with a `google.rpc.ErrorInfo` whose `reason` is a stable, UPPER_SNAKE_CASE code clients switch on.
+pub fn with_reason(code: Code, reason: &str, domain: &str, message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, domain, std::collections::HashMap::new()),
+    )
+}
+
+/// INTERNAL for a failure the client cannot act on. The cause is logged here, with its full chain, and never sent:
+/// internal messages can carry SQL, paths or addresses.
+pub fn internal(context: &str, error: &(dyn std::error::Error + 'static)) -> Status {
+    tracing::error!(error = %ErrorChain(error), "{context}");
+    Status::internal("internal error")
+}
+
+/// Displays an error with its `source()` chain, `a: b: c`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_collects_every_field() {
+        let mut v = FieldViolations::default();
+        v.add("name", "must not be empty");
+        v.add("email", "must contain @");
+        let status = v.into_result().unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<String> =
+            status.get_details_bad_request().unwrap().field_violations.into_iter().map(|f| f.field).collect();
+        assert_eq!(fields, ["name", "email"]);
+        assert_eq!(status.message(), "invalid fields: name, email");
+    }
+
+    #[test]
+    fn internal_hides_the_cause() {
+        let cause = std::io::Error::other("disk /var/secret full");
+        let status = internal("writing", &cause);
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert!(status.details().is_empty());
+    }
+
+    #[test]
+    fn not_found_names_the_resource() {
+        let status = not_found("user", "usr_1");
+        let info = status.get_details_resource_info().unwrap();
+        assert_eq!((info.resource_type.as_str(), info.resource_name.as_str()), ("user", "usr_1"));
+    }
+}

@@ -1,0 +1,27 @@
+//! Generates the Rust code for `proto/` with protox, a pure-Rust protobuf compiler, so a build needs cargo and
+//! nothing else (no system `protoc`).
+
+use std::path::PathBuf;
+
+const PROTO_ROOT: &str = "../../proto";
+const FILES: &[&str] = &["courier/users/v1/users.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files: Vec<PathBuf> = FILES.iter().map(|f| PathBuf::from(PROTO_ROOT).join(f)).collect();
+    let descriptors = protox::compile(&files, [PROTO_ROOT])?;
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // The encoded set is embedded for server reflection (and later for JSON transcoding).
+    std::fs::write(
+        out_dir.join("courier_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+
+    println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    Ok(())
+}

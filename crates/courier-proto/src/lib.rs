@@ -1,0 +1,16 @@
+//! courier's contracts as Rust: one module per protobuf package, plus [`FILE_DESCRIPTOR_SET`] for reflection.
+//!
+//! `proto/` is the single source of truth; this crate is generated from it at build time.
+
+#![allow(missing_docs)]
+
+/// `courier.users.v1`: the user service.
+pub mod users {
+    /// Version 1 of the user contract.
+    pub mod v1 {
+        tonic::include_proto!("courier.users.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every courier proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/courier_descriptor.bin"));

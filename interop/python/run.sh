@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Interop test: drive courier's Rust server with the official Python gRPC stack.
+#
+# Usage (from any directory):   bash interop/python/run.sh
+#   COURIER_BIN   server binary to test; default target/debug/courier under the
+#                 repo root. Build it first (cargo build).
+#
+# Creates interop/python/.venv on first use, installs requirements.txt into it
+# (again only when that file changes), regenerates the Python stubs from proto/
+# into interop/python/generated/, then runs interop_test.py.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+# Check the binary first: it is the cheapest thing to get wrong.
+bin="${COURIER_BIN:-target/debug/courier}"
+if [[ "$bin" != */* ]] && command -v "$bin" >/dev/null 2>&1; then
+  bin="$(command -v "$bin")" # a bare name found on PATH
+fi
+if [[ ! -f "$bin" || ! -x "$bin" ]]; then
+  echo "run.sh: courier server binary not found or not executable: $bin" >&2
+  echo "run.sh: build it with 'cargo build', or set COURIER_BIN to its path" >&2
+  exit 1
+fi
+# Absolute, so the test can start it whatever its own working directory.
+bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+
+venv="$here/.venv"
+py="$venv/bin/python"
+if [[ ! -x "$py" ]]; then
+  echo "run.sh: creating $venv"
+  python3 -m venv "$venv"
+fi
+
+# Reinstall only when requirements.txt (or the venv's Python) changed, so that
+# reruns start in a second instead of re-resolving every package.
+stamp="$venv/.requirements.sha256"
+want="$( { cat "$here/requirements.txt"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  echo "run.sh: installing requirements into $venv"
+  "$py" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+  echo "$want" >"$stamp"
+fi
+
+# Regenerate every run so the stubs can never lag behind the .proto files.
+# `python -m grpc_tools.protoc` adds grpc_tools' bundled include directory
+# itself, which is where google/protobuf/timestamp.proto comes from.
+gen="$here/generated"
+rm -rf "$gen"
+mkdir -p "$gen"
+mapfile -t protos < <(cd proto && find courier -name '*.proto' | sort)
+if [[ ${#protos[@]} -eq 0 ]]; then
+  echo "run.sh: no .proto files under $root/proto/courier" >&2
+  exit 1
+fi
+"$py" -m grpc_tools.protoc -I proto \
+  --python_out="$gen" --grpc_python_out="$gen" --pyi_out="$gen" \
+  "${protos[@]}"
+
+COURIER_BIN="$bin" exec "$py" "$here/interop_test.py"
