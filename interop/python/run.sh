@@ -2,8 +2,8 @@
 # Interop test: drive courier's Rust server with the official Python gRPC stack.
 #
 # Usage (from any directory):   bash interop/python/run.sh
-#   COURIER_BIN   server binary to test; default target/debug/courier under the
-#                 repo root. Build it first (cargo build).
+#   COURIER_BIN   server binary to test (a path, or a name on PATH); default
+#                 target/debug/courier under the repo root. Build it first.
 #
 # Creates interop/python/.venv on first use, installs requirements.txt into it
 # (again only when that file changes), regenerates the Python stubs from proto/
@@ -12,10 +12,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-cd "$root"
 
-# Check the binary first: it is the cheapest thing to get wrong.
-bin="${COURIER_BIN:-target/debug/courier}"
+# Check the binary first: it is the cheapest thing to get wrong. A COURIER_BIN
+# given as a relative path is taken relative to the caller's directory, so it
+# is resolved before the cd below.
+bin="${COURIER_BIN:-$root/target/debug/courier}"
 if [[ "$bin" != */* ]] && command -v "$bin" >/dev/null 2>&1; then
   bin="$(command -v "$bin")" # a bare name found on PATH
 fi
@@ -26,6 +27,8 @@ if [[ ! -f "$bin" || ! -x "$bin" ]]; then
 fi
 # Absolute, so the test can start it whatever its own working directory.
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+
+cd "$root"
 
 venv="$here/.venv"
 py="$venv/bin/python"

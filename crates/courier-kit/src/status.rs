@@ -24,6 +24,16 @@ impl FieldViolations {
         self.0.push(FieldViolation::new(field, description));
     }
 
+    /// Passes `Ok` values through; records an `Err` against `field` (its message is shown to the client).
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.add(field, e.to_string())).ok()
+    }
+
+    /// INVALID_ARGUMENT with every recorded violation; for the branch where a [`check`](Self::check) failed.
+    pub fn into_status(self) -> Status {
+        invalid_argument(self.0)
+    }
+
     /// `true` when no violation was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -1,0 +1,3 @@
+//! The server-side subcommands.
+
+pub mod serve;

@@ -1,0 +1,106 @@
+//! `courier up` (every service, one process) and `courier serve <service>` (one service alone).
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use courier_kit::server::{self, ServiceSet};
+use tokio::net::TcpListener;
+
+use crate::config::{ServeConfig, ServeFlags};
+
+/// `courier up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    flags: ServeFlags,
+}
+
+/// `courier serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The service to run.
+    service: ServiceName,
+    #[command(flatten)]
+    flags: ServeFlags,
+}
+
+/// The services `courier serve` can run alone.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ServiceName {
+    /// courier.users.v1.UserService
+    Users,
+}
+
+/// Runs every service built so far in this process.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let config = args.flags.load()?;
+    run(&config, &[ServiceName::Users]).await
+}
+
+/// Runs one service.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.flags.load()?;
+    run(&config, &[args.service]).await
+}
+
+async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<()> {
+    courier_kit::logging::init(config.log_format, &config.log)
+        .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
+
+    let mut set = ServiceSet::default();
+    set.describe(courier_proto::FILE_DESCRIPTOR_SET);
+    let database_url = config.database_url();
+    for service in services {
+        match service {
+            ServiceName::Users => {
+                let store = courier_users::store::connect(&courier_users::store::StoreConfig::new(&database_url))
+                    .await
+                    .with_context(|| format!("opening the user store at {}", redact_url(&database_url)))?;
+                set.add(courier_users::UsersApi::new(store).into_service());
+            }
+        }
+    }
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests wait for this exact line (the port is the real one when --listen asked for port 0).
+    println!("courier: listening on {addr}");
+    println!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config));
+    println!("courier: store {}", redact_url(&database_url));
+    println!("courier: try `courier users create --name Ada --email ada@example.com --server http://{addr}`");
+    server::serve(listener, set, &config.server, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+fn reflection_note(config: &ServeConfig) -> &'static str {
+    if config.server.reflection {
+        " + grpc.reflection.v1 (+v1alpha)"
+    } else {
+        ""
+    }
+}
+
+/// The URL without its password, for messages and logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _password)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("sqlite://courier-data/courier.db"), "sqlite://courier-data/courier.db");
+    }
+}

@@ -1,0 +1,88 @@
+//! The server processes' configuration, read once before anything starts (see `courier_kit::config` for the
+//! layering: defaults < `--config` TOML file < `COURIER_*` environment < flags).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use courier_kit::logging::LogFormat;
+use courier_kit::server::ServerOptions;
+use serde::{Deserialize, Serialize};
+
+/// Everything a server process reads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded SQLite database.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means `sqlite://<data_dir>/courier.db`.
+    pub database_url: String,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// Log filter in `RUST_LOG` syntax.
+    pub log: String,
+    /// Runtime limits and timings (the `[server]` table).
+    pub server: ServerOptions,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("courier-data"),
+            database_url: String::new(),
+            log_format: LogFormat::Human,
+            log: "info".into(),
+            server: ServerOptions::default(),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The database URL, derived from the data dir when none was given.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("courier.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+/// Flags shared by `up` and `serve`; each overrides the same key from the file and the environment.
+#[derive(Args, Debug, Default, Serialize)]
+pub struct ServeFlags {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Directory for the embedded SQLite database [default: ./courier-data].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://DATA_DIR/courier.db].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Log format: human or json.
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. `info` or `courier_users=debug,info`.
+    #[arg(long, value_name = "FILTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+impl ServeFlags {
+    /// Loads the configuration these flags point at and override.
+    pub fn load(&self) -> anyhow::Result<ServeConfig> {
+        Ok(courier_kit::config::load(self.config.as_deref(), self)?)
+    }
+}
