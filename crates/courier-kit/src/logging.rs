@@ -1,5 +1,7 @@
 //! `tracing` set-up: human-readable lines by default, one JSON object per line for log pipelines.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -17,7 +19,11 @@ pub enum LogFormat {
 /// `RUST_LOG` syntax, e.g. `info` or `courier_users=debug,info`. Calling it twice is harmless: the first one wins.
 pub fn init(format: LogFormat, filter: &str) -> Result<(), tracing_subscriber::filter::ParseError> {
     let filter = EnvFilter::try_new(filter)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into files or pipes.
+        .with_ansi(std::io::stderr().is_terminal());
     // `try_init` fails only when a subscriber is already set, e.g. by an earlier call in the same test binary.
     let _ = match format {
         LogFormat::Human => builder.compact().try_init(),

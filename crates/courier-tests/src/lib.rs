@@ -1,0 +1,10 @@
+//! The harness for courier's integration tests: servers on `127.0.0.1:0`, ready when health says so, backed by a
+//! fresh SQLite file or a fresh PostgreSQL schema.
+
+#![allow(missing_docs)]
+
+pub mod backend;
+pub mod server;
+
+pub use backend::Backend;
+pub use server::TestServer;

@@ -1,0 +1,113 @@
+//! A courier server running inside the test process on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+
+use courier_kit::server::{self, ServeError, ServerOptions, ServiceSet};
+use courier_proto::users::v1::user_service_client::UserServiceClient;
+use courier_users::UserStore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::backend::{Backend, TestDatabase};
+
+/// A running server and a channel to it. [`TestServer::shutdown`] stops it gracefully.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub store: UserStore,
+    database: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// Starts the user service with default options, or `None` when the backend is unavailable (skip).
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, ServerOptions::default()).await
+    }
+
+    /// Starts the user service with `options`; returns once health answers SERVING.
+    pub async fn start_with(backend: Backend, options: ServerOptions) -> Option<Self> {
+        let database = backend.database().await?;
+        let store = courier_users::store::connect(&courier_users::store::StoreConfig::new(&database.url))
+            .await
+            .expect("open store");
+        let mut services = ServiceSet::default();
+        services.describe(courier_proto::FILE_DESCRIPTOR_SET);
+        services.add(courier_users::UsersApi::new(store.clone()).into_service());
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(listener, services, &options, async {
+                let _ = signal.await;
+            })
+            .await
+        });
+
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        let server = Self { addr, channel, store, database, shutdown: Some(shutdown), task: Some(task) };
+        server.wait_until_serving().await;
+        Some(server)
+    }
+
+    /// A user service client on the shared channel.
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
+    }
+
+    /// A health client on the shared channel.
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+
+    /// Starts graceful shutdown without waiting for it; pair with [`TestServer::join`].
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Waits for the server task to end and returns what `serve` returned.
+    pub async fn join(&mut self) -> Result<(), ServeError> {
+        let task = self.task.take().expect("joined twice");
+        task.await.expect("server task panicked")
+    }
+
+    /// Graceful shutdown, then the test database is removed.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        self.join().await.expect("server ended with an error");
+        self.database.cleanup().await;
+    }
+
+    /// Health is the readiness signal: the listener is bound before `serve` runs, so calls queue until it does.
+    async fn wait_until_serving(&self) {
+        let mut health = self.health();
+        for _ in 0..500 {
+            let request = HealthCheckRequest { service: String::new() };
+            if let Ok(response) = health.check(request).await {
+                if response.into_inner().status() == ServingStatus::Serving {
+                    return;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("server on {} never reported SERVING", self.addr);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that panicked mid-way still stops its server.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
