@@ -62,13 +62,25 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
 
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    // Scripts and tests wait for this exact line (the port is the real one when --listen asked for port 0).
-    println!("courier: listening on {addr}");
-    println!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config));
-    println!("courier: store {}", redact_url(&database_url));
-    println!("courier: try `courier users create --name Ada --email ada@example.com --server http://{addr}`");
+    // Scripts and tests wait for the first line (the port is the real one when --listen asked for port 0).
+    announce(&[
+        format!("courier: listening on {addr}"),
+        format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
+        format!("courier: store {}", redact_url(&database_url)),
+        format!("courier: try `courier users create --name Ada --email ada@example.com --server http://{addr}`"),
+    ]);
     server::serve(listener, set, &config.server, server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Prints to stdout, ignoring failures: a server must not die because whoever started it closed its stdout.
+fn announce(lines: &[String]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
 }
 
 fn reflection_note(config: &ServeConfig) -> &'static str {
