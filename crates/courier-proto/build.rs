@@ -12,15 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // The encoded set is embedded for server reflection (and later for JSON transcoding).
-    std::fs::write(
-        out_dir.join("courier_descriptor.bin"),
-        prost::Message::encode_to_vec(&descriptors),
-    )?;
+    std::fs::write(out_dir.join("courier_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
 
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_fds(descriptors)?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
 
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     Ok(())

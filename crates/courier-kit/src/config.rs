@@ -86,9 +86,7 @@ fn known_keys<T: Serialize>(defaults: &T) -> Result<BTreeSet<String>, ConfigErro
             out.insert(path);
         }
     }
-    let dict = Figment::from(Serialized::defaults(defaults))
-        .extract::<Dict>()
-        .map_err(|e| ConfigError(Box::new(e)))?;
+    let dict = Figment::from(Serialized::defaults(defaults)).extract::<Dict>().map_err(|e| ConfigError(Box::new(e)))?;
     let mut keys = BTreeSet::new();
     walk("", &dict, &mut keys);
     Ok(keys)

@@ -40,7 +40,9 @@ impl Backend {
                         panic!("CI=true but PostgreSQL at {base} is unreachable: {error}")
                     }
                     Err(error) => {
-                        eprintln!("SKIPPED: PostgreSQL at {base} is unreachable ({error}); set COURIER_TEST_POSTGRES_URL");
+                        eprintln!(
+                            "SKIPPED: PostgreSQL at {base} is unreachable ({error}); set COURIER_TEST_POSTGRES_URL"
+                        );
                         return None;
                     }
                 };

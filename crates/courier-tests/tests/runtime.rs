@@ -35,7 +35,10 @@ async fn reflected_services_v1(server: &TestServer) -> Vec<String> {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut client = ServerReflectionClient::new(server.channel.clone());
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut responses = client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
     match responses.next().await.unwrap().unwrap().message_response.unwrap() {
         MessageResponse::ListServicesResponse(list) => list.service.into_iter().map(|s| s.name).collect(),

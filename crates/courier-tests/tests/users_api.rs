@@ -58,7 +58,8 @@ async fn invalid_create_requests_name_every_bad_field(backend: Backend) {
         assert_eq!(violated_fields(&status), fields);
     }
     // Nothing half-written: no user exists after the failures.
-    let listed: Vec<_> = users.list_users(pb::ListUsersRequest::default()).await.unwrap().into_inner().try_collect().await.unwrap();
+    let listed: Vec<_> =
+        users.list_users(pb::ListUsersRequest::default()).await.unwrap().into_inner().try_collect().await.unwrap();
     assert!(listed.is_empty());
     server.shutdown().await;
 }

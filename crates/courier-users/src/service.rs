@@ -33,9 +33,7 @@ const RESOURCE: &str = "user";
 
 fn store_failure(context: &str, error: StoreError) -> Status {
     match error {
-        StoreError::DuplicateEmail => {
-            status::already_exists(RESOURCE, "", "a user with this email already exists")
-        }
+        StoreError::DuplicateEmail => status::already_exists(RESOURCE, "", "a user with this email already exists"),
         other => status::internal(context, &other),
     }
 }
@@ -75,7 +73,8 @@ impl pb::user_service_server::UserService for UsersApi {
         let status_filter = violations.check("status", model::parse_status_filter(request.status));
         let after = match request.page_token.as_str() {
             "" => Some(None),
-            token => violations.check("page_token", token.parse::<UserId>().map(Some).map_err(|_| "not a token from this service")),
+            token => violations
+                .check("page_token", token.parse::<UserId>().map(Some).map_err(|_| "not a token from this service")),
         };
         let (Some(status_filter), Some(after)) = (status_filter, after) else {
             return Err(violations.into_status());

@@ -43,7 +43,8 @@ impl ServerProcess {
 /// then keeps draining it on a thread so the child never writes into a full or closed pipe.
 fn listening_addr(child: &mut Child) -> Option<String> {
     let mut lines = BufReader::new(child.stdout.take()?).lines();
-    let addr = lines.by_ref().map_while(Result::ok).find_map(|l| l.strip_prefix("courier: listening on ").map(str::to_owned));
+    let addr =
+        lines.by_ref().map_while(Result::ok).find_map(|l| l.strip_prefix("courier: listening on ").map(str::to_owned));
     std::thread::spawn(move || lines.for_each(drop));
     addr
 }

@@ -1,3 +1,6 @@
+// figment::Jail dictates the closure signature and its large error type.
+#![allow(clippy::result_large_err)]
+
 use std::io::Write;
 
 use serde::Deserialize;

@@ -51,7 +51,9 @@ pub fn parse_status(number: i32) -> Result<Status, String> {
 pub fn parse_status_filter(number: i32) -> Result<Option<Status>, String> {
     match number {
         0 => Ok(None),
-        n => parse_status(n).map(Some).map_err(|_| format!("must be UNSPECIFIED, ACTIVE, SUSPENDED or CLOSED, got {n}")),
+        n => {
+            parse_status(n).map(Some).map_err(|_| format!("must be UNSPECIFIED, ACTIVE, SUSPENDED or CLOSED, got {n}"))
+        }
     }
 }
 

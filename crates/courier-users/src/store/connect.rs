@@ -37,7 +37,11 @@ pub async fn connect(config: &StoreConfig) -> Result<UserStore, StoreError> {
         Some(path) => {
             create_parent_dir(path)?;
             // rwc: create the file on first start.
-            if path.contains('?') { config.url.clone() } else { format!("{}?mode=rwc", config.url) }
+            if path.contains('?') {
+                config.url.clone()
+            } else {
+                format!("{}?mode=rwc", config.url)
+            }
         }
         None => config.url.clone(),
     };

@@ -25,7 +25,9 @@ pub struct ClientFlags {
 impl ClientFlags {
     async fn connect(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.server.clone())
-            .map_err(|_| anyhow::anyhow!("--server {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", self.server))?
+            .map_err(|_| {
+                anyhow::anyhow!("--server {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", self.server)
+            })?
             .connect_timeout(Duration::from_secs(5))
             .timeout(self.timeout);
         endpoint.connect().await.map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to {}: {e}", self.server))

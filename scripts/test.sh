@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, every Rust test (PostgreSQL included), the Python grpcio interop test and
+# buf lint. CI runs exactly this (.ci/run). Each step says what it is; the first failure stops the run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (SQLite and PostgreSQL; CI=true makes an unreachable PostgreSQL a failure)"
+cargo test --workspace --locked
+
+step "buf lint (STANDARD)"
+bash scripts/buf.sh lint
+
+step "Python grpcio interop test against the Rust server"
+cargo build --locked --bin courier
+bash interop/python/run.sh
