@@ -96,6 +96,29 @@ pub fn internal(context: &str, error: &(dyn std::error::Error + 'static)) -> Sta
     Status::internal("internal error")
 }
 
+/// The spec's spelling of a code (`NOT_FOUND`), as grpcurl, logs and every other gRPC stack print it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 /// Displays an error with its `source()` chain, `a: b: c`.
 struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 
@@ -135,6 +158,13 @@ mod tests {
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
         assert!(status.details().is_empty());
+    }
+
+    #[test]
+    fn code_names_use_the_spec_spelling() {
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(code_name(Code::Ok), "OK");
     }
 
     #[test]

@@ -14,14 +14,18 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(extra_env: &[(&str, &str)]) -> Self {
+    fn start(extra_args: &[&str]) -> Self {
+        Self::start_logging_to(extra_args, Stdio::null())
+    }
+
+    fn start_logging_to(extra_args: &[&str], stderr: Stdio) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "users", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
-            .envs(extra_env.iter().copied())
+            .args(extra_args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let addr = listening_addr(&mut child).expect("server exited before listening");
@@ -102,6 +106,26 @@ fn cli_errors_exit_non_zero_with_the_code_and_fields_on_stderr() {
     let unreachable = Command::new(BIN).args(["users", "list", "--server", "http://127.0.0.1:1"]).output().unwrap();
     assert!(!unreachable.status.success());
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("UNAVAILABLE"));
+}
+
+#[test]
+fn json_logs_have_one_line_per_rpc_with_method_code_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = ServerProcess::start_logging_to(&["--log-format", "json"], Stdio::from(log));
+    server.cli(&["users", "get", "usr_0190f5a0c2b87cc3a1b2c3d4e5f60718"]);
+    assert!(server.terminate().success());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).expect("every log line is JSON")).collect();
+    let rpc = lines
+        .iter()
+        .find(|l| l["method"] == "/courier.users.v1.UserService/GetUser")
+        .unwrap_or_else(|| panic!("no access log line for GetUser in {text}"));
+    assert_eq!(rpc["code"], "NOT_FOUND");
+    assert!(rpc["latency_us"].is_u64(), "{rpc}");
 }
 
 fn serve_fails(args: &[&str], env: &[(&str, &str)]) -> String {

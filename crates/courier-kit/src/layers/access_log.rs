@@ -103,10 +103,11 @@ impl Drop for CallRecord {
         let code = self.code.unwrap_or(Code::Cancelled);
         let latency_us = self.started.elapsed().as_micros() as u64;
         let method = self.method.path();
+        let code_name = crate::status::code_name(code);
         if matches!(code, Code::Internal | Code::Unknown | Code::DataLoss) {
-            tracing::warn!(target: "courier::rpc", method, code = ?code, latency_us, "rpc");
+            tracing::warn!(target: "courier::rpc", method, code = code_name, latency_us, "rpc");
         } else {
-            tracing::info!(target: "courier::rpc", method, code = ?code, latency_us, "rpc");
+            tracing::info!(target: "courier::rpc", method, code = code_name, latency_us, "rpc");
         }
     }
 }

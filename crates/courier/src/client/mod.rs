@@ -36,7 +36,7 @@ impl ClientFlags {
 
 /// A gRPC failure as people read it: `CODE: message`, then each field violation or resource on its own line.
 pub fn describe_status(status: &tonic::Status) -> anyhow::Error {
-    let mut text = format!("{}: {}", code_name(status.code()), status.message());
+    let mut text = format!("{}: {}", courier_kit::status::code_name(status.code()), status.message());
     let details = status.get_error_details();
     if let Some(bad_request) = details.bad_request() {
         for violation in &bad_request.field_violations {
@@ -49,35 +49,10 @@ pub fn describe_status(status: &tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(text)
 }
 
-/// `NOT_FOUND` rather than tonic's `NotFound`: the spelling of the gRPC spec, grpcurl and every other stack.
-pub fn code_name(code: tonic::Code) -> String {
-    let camel = format!("{code:?}");
-    let mut upper = String::with_capacity(camel.len() + 4);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            upper.push('_');
-        }
-        upper.push(c.to_ascii_uppercase());
-    }
-    upper
-}
-
 /// RFC 3339 with microseconds, UTC.
 pub fn format_time(timestamp: Option<&prost_types::Timestamp>) -> String {
     let Some(ts) = timestamp else { return String::new() };
     let Ok(secs) = u64::try_from(ts.seconds) else { return String::new() };
     let time = SystemTime::UNIX_EPOCH + Duration::new(secs, ts.nanos.clamp(0, 999_999_999) as u32);
     humantime::format_rfc3339_micros(time).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_use_the_spec_spelling() {
-        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
-        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
-        assert_eq!(code_name(tonic::Code::Ok), "OK");
-    }
 }
