@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 const PROTO_ROOT: &str = "../../proto";
-const FILES: &[&str] = &["courier/users/v1/users.proto"];
+const FILES: &[&str] = &["courier/users/v1/users.proto", "courier/payments/v1/payments.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = FILES.iter().map(|f| PathBuf::from(PROTO_ROOT).join(f)).collect();
@@ -14,7 +14,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The encoded set is embedded for server reflection (and later for JSON transcoding).
     std::fs::write(out_dir.join("courier_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
 
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // google.rpc.Status is tonic-types' own, so it converts to and from tonic::Status without copying code.
+        .extern_path(".google.rpc", "::tonic_types::pb")
+        // Ordered maps encode deterministically: idempotency fingerprints hash the encoded request.
+        .btree_map(".")
+        .compile_fds(descriptors)?;
 
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     Ok(())

@@ -12,5 +12,13 @@ pub mod users {
     }
 }
 
+/// `courier.payments.v1`: accounts and the two-phase ledger.
+pub mod payments {
+    /// Version 1 of the payment contract.
+    pub mod v1 {
+        tonic::include_proto!("courier.payments.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every courier proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/courier_descriptor.bin"));

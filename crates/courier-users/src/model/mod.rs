@@ -7,6 +7,7 @@ pub use id::{UserId, UserIdError};
 pub use validate::{parse_status, parse_status_filter, validate_new_user, NewUser, MAX_NAME_CHARS};
 
 use courier_proto::users::v1 as pb;
+use courier_kit::time::timestamp_from_us;
 
 /// A user's standing. The numbers are the proto enum's, which is also how the store keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,15 +71,8 @@ impl User {
             name: self.name.clone(),
             email: self.email.clone(),
             status: self.status.to_proto() as i32,
-            created_at: Some(timestamp(self.created_at_us)),
-            updated_at: Some(timestamp(self.updated_at_us)),
+            created_at: Some(timestamp_from_us(self.created_at_us)),
+            updated_at: Some(timestamp_from_us(self.updated_at_us)),
         }
-    }
-}
-
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
     }
 }

@@ -1,0 +1,85 @@
+//! Opening a database pool the same way for every service: SQLite (embedded default) or PostgreSQL through
+//! sqlx's `Any` driver, SQLite pragmas for durability, and each service's own migrations.
+//!
+//! Services share one database and one `_sqlx_migrations` table, so each migrator ignores the others' versions
+//! (users number theirs from 1, payments from 1001).
+
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::migrate::Migrator;
+use sqlx::Executor;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before the call fails.
+    pub acquire_timeout: Duration,
+}
+
+impl DbConfig {
+    /// Defaults for `url`: 16 connections, 5 s acquire timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Opens the pool, creating a SQLite file (and its directory) if needed, and applies `migrations`.
+pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, sqlx::Error> {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+    let url = match config.url.strip_prefix("sqlite://") {
+        Some(path) => {
+            create_parent_dir(path)?;
+            // rwc: create the file on first start.
+            if path.contains('?') {
+                config.url.clone()
+            } else {
+                format!("{}?mode=rwc", config.url)
+            }
+        }
+        None => config.url.clone(),
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                if conn.backend_name() == "SQLite" {
+                    // WAL: readers and the writer do not block each other. FULL: fsync on every commit, so an
+                    // acknowledged write survives power loss. busy_timeout: a second writer (another process)
+                    // waits for the lock instead of failing at once.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    let mut migrator = Migrator::DEFAULT;
+    migrator.migrations = migrations.migrations.clone();
+    migrator.set_ignore_missing(true);
+    migrator.run(&pool).await?;
+    Ok(pool)
+}
+
+/// True when the pool talks to SQLite (for the few statements that differ).
+pub fn is_sqlite(pool: &AnyPool) -> bool {
+    pool.connect_options().database_url.scheme() == "sqlite"
+}
+
+fn create_parent_dir(path: &str) -> Result<(), sqlx::Error> {
+    let file = path.split('?').next().unwrap_or(path);
+    if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The payment service's settings: the `[payments]` table of the configuration file (and `COURIER_PAYMENTS__*`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Ledger and service settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// How long an approved hold stays open before the sweeper releases it.
+    #[serde(with = "humantime_serde")]
+    pub hold_ttl: Duration,
+    /// How long an idempotency key and its stored answer are kept (at least).
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
+    /// How often the sweeper runs.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Largest amount one authorization may ask for (minor units); above it declines with 13.
+    pub max_authorization_amount: i64,
+    /// Most operations the writer commits in one transaction.
+    pub max_batch: usize,
+    /// How long a holder's status from UserService is trusted before asking again.
+    #[serde(with = "humantime_serde")]
+    pub holder_cache_ttl: Duration,
+    /// Most authorizations one AuthorizeStream works on at once; the stream's reader waits beyond it.
+    pub stream_in_flight: usize,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            hold_ttl: Duration::from_secs(7 * 24 * 3600),
+            idempotency_retention: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(1),
+            max_authorization_amount: 1_000_000_000,
+            max_batch: 256,
+            holder_cache_ttl: Duration::from_secs(5),
+            stream_in_flight: 64,
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Each operation applied inside the writer's transaction.
+//!
+//! Every operation decides from what it reads and only then writes, so an operation that is rejected writes nothing
+//! (the one exception: a capture or void that finds its hold past expiry expires it, then refuses). The outer
+//! `Result` is a database failure and aborts the whole batch; the inner one is the operation's own answer.
+
+use courier_proto::payments::v1 as pb;
+use prost::Message;
+use sqlx::AnyConnection;
+use sqlx::{Any, Transaction};
+
+use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS};
+use super::{AuthorizeCmd, CaptureCmd, CreditCmd, Done, Holder, LedgerError, NewAccount, Op, SweepReport, VoidCmd};
+use crate::config::PaymentsConfig;
+use crate::model::{new_account_id, new_authorization_id, response_code};
+use pb::{AccountStatus, AuthorizationStatus as AuthStatus, DeclineReason, EventType};
+
+type Answer = Result<Done, LedgerError>;
+
+/// Holds swept per batch, so one sweep never makes a batch unboundedly long.
+const SWEEP_LIMIT: i64 = 512;
+
+/// The writer's view of one open transaction.
+pub(super) struct Tx<'a> {
+    conn: &'a mut AnyConnection,
+    config: &'a PaymentsConfig,
+    now: i64,
+    sequence: i64,
+    first_sequence: i64,
+}
+
+impl<'a> Tx<'a> {
+    /// Takes the ledger lock (the `ledger_meta` row) and reads the last sequence number.
+    pub async fn begin(
+        transaction: &'a mut Transaction<'_, Any>,
+        config: &'a PaymentsConfig,
+        now: i64,
+    ) -> Result<Tx<'a>, sqlx::Error> {
+        let conn: &mut AnyConnection = transaction;
+        // An UPDATE, not a SELECT: it takes the row lock on PostgreSQL (and the write lock on SQLite) first, so
+        // concurrent writers from other processes wait here instead of deadlocking later.
+        let sequence: i64 =
+            sqlx::query_scalar("UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1 RETURNING last_sequence")
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(Tx { conn, config, now, sequence, first_sequence: sequence })
+    }
+
+    /// Records the last sequence number used; returns it.
+    pub async fn finish(self) -> Result<i64, sqlx::Error> {
+        if self.sequence != self.first_sequence {
+            sqlx::query("UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1")
+                .bind(self.sequence)
+                .execute(&mut *self.conn)
+                .await?;
+        }
+        Ok(self.sequence)
+    }
+
+    pub async fn apply(&mut self, op: &Op) -> Result<Answer, sqlx::Error> {
+        match op {
+            Op::Open(new) => self.open(new).await,
+            Op::Credit(cmd) => self.credit(cmd).await,
+            Op::SetStatus { account_id, status } => self.set_status(account_id, *status).await,
+            Op::Authorize(cmd) => self.authorize(cmd).await,
+            Op::Capture(cmd) => self.capture(cmd).await,
+            Op::Void(cmd) => self.void(cmd).await,
+            Op::Sweep => self.sweep().await,
+        }
+    }
+
+    async fn open(&mut self, new: &NewAccount) -> Result<Answer, sqlx::Error> {
+        let account = AccountRow {
+            id: new_account_id(),
+            owner_user_id: new.owner_user_id.clone(),
+            currency: new.currency.clone(),
+            credit_limit: new.credit_limit,
+            posted_balance: 0,
+            held_amount: 0,
+            status: AccountStatus::Active,
+            created_at_us: self.now,
+            updated_at_us: self.now,
+        };
+        sqlx::query(&format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+            .bind(&account.id)
+            .bind(&account.owner_user_id)
+            .bind(&account.currency)
+            .bind(account.credit_limit)
+            .bind(account.posted_balance)
+            .bind(account.held_amount)
+            .bind(account.status as i64)
+            .bind(account.created_at_us)
+            .bind(account.updated_at_us)
+            .execute(&mut *self.conn)
+            .await?;
+        self.event(EventType::AccountOpened, &account.id, "", 0, &account.currency, "").await?;
+        Ok(Ok(Done::Account(account.to_proto())))
+    }
+
+    async fn set_status(&mut self, account_id: &str, status: AccountStatus) -> Result<Answer, sqlx::Error> {
+        let Some(mut account) = self.account(account_id).await? else {
+            return Ok(Err(not_found("account", account_id)));
+        };
+        if account.status != status {
+            account.status = status;
+            account.updated_at_us = self.now;
+            sqlx::query("UPDATE accounts SET status = $1, updated_at_us = $2 WHERE id = $3")
+                .bind(status as i64)
+                .bind(self.now)
+                .bind(account_id)
+                .execute(&mut *self.conn)
+                .await?;
+            self.event(EventType::AccountStatusChanged, account_id, "", 0, &account.currency, "").await?;
+        }
+        Ok(Ok(Done::Account(account.to_proto())))
+    }
+
+    async fn credit(&mut self, cmd: &CreditCmd) -> Result<Answer, sqlx::Error> {
+        let scope = format!("account:{}", cmd.account_id);
+        if let Some(replay) = self.replay::<pb::CreditAccountResponse>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
+            return Ok(replay.map(Done::Credited));
+        }
+        let Some(mut account) = self.account(&cmd.account_id).await? else {
+            return Ok(Err(not_found("account", &cmd.account_id)));
+        };
+        if account.status == AccountStatus::Closed {
+            return Ok(Err(LedgerError::rejected("ACCOUNT_CLOSED", "a closed account takes no credits")));
+        }
+        if account.currency != cmd.currency {
+            let message = format!("the account is in {}, the credit in {}", account.currency, cmd.currency);
+            return Ok(Err(LedgerError::rejected("CURRENCY_MISMATCH", message)));
+        }
+        // posted + limit must stay representable, so available can never overflow.
+        let posted = account.posted_balance.checked_add(cmd.amount);
+        let Some(posted) = posted.filter(|p| p.checked_add(account.credit_limit).is_some()) else {
+            return Ok(Err(LedgerError::rejected("AMOUNT_OVERFLOW", "the balance would exceed the largest amount")));
+        };
+        account.posted_balance = posted;
+        account.updated_at_us = self.now;
+        self.save_balances(&account).await?;
+        let sequence = self.event(EventType::Credited, &account.id, "", cmd.amount, &account.currency, "").await?;
+        let response = pb::CreditAccountResponse { account: Some(account.to_proto()), event_sequence: sequence };
+        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &response).await?;
+        Ok(Ok(Done::Credited(response)))
+    }
+
+    async fn authorize(&mut self, cmd: &AuthorizeCmd) -> Result<Answer, sqlx::Error> {
+        let scope = format!("merchant:{}", cmd.merchant_id);
+        if let Some(replay) = self.replay::<pb::Authorization>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
+            return Ok(replay.map(Done::Authorization));
+        }
+        let account = self.account(&cmd.account_id).await?;
+        let decision = decide(account.as_ref(), cmd, self.config);
+        let mut authorization = pb::Authorization {
+            id: new_authorization_id(),
+            account_id: cmd.account_id.clone(),
+            merchant_id: cmd.merchant_id.clone(),
+            amount: cmd.amount,
+            currency: cmd.currency.clone(),
+            description: cmd.description.clone(),
+            metadata: cmd.metadata.clone(),
+            created_at: Some(courier_kit::time::timestamp_from_us(self.now)),
+            ..Default::default()
+        };
+        match (decision, account) {
+            (Ok(()), Some(mut account)) => {
+                account.held_amount += cmd.amount; // amount <= available, so held <= posted + limit: no overflow
+                account.updated_at_us = self.now;
+                self.save_balances(&account).await?;
+                let expires_at = self.now.saturating_add(duration_us(self.config.hold_ttl));
+                authorization.decision = pb::Decision::Approved as i32;
+                authorization.response_code = response_code(DeclineReason::Unspecified).into();
+                authorization.status = AuthStatus::Held as i32;
+                authorization.held_amount = cmd.amount;
+                authorization.available_after = rows::clamp(account.available());
+                authorization.expires_at = Some(courier_kit::time::timestamp_from_us(expires_at));
+            }
+            (decline, account) => {
+                let reason = decline.err().unwrap_or(DeclineReason::UnknownAccount);
+                authorization.decision = pb::Decision::Declined as i32;
+                authorization.response_code = response_code(reason).into();
+                authorization.decline_reason = reason as i32;
+                authorization.status = AuthStatus::Declined as i32;
+                authorization.available_after = account.map_or(0, |a| rows::clamp(a.available()));
+            }
+        }
+        self.insert_authorization(&authorization).await?;
+        let kind = if authorization.held_amount > 0 { EventType::Authorized } else { EventType::Declined };
+        let code = authorization.response_code.clone();
+        self.event(kind, &cmd.account_id, &authorization.id, cmd.amount, &cmd.currency, &code).await?;
+        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        Ok(Ok(Done::Authorization(authorization)))
+    }
+
+    async fn capture(&mut self, cmd: &CaptureCmd) -> Result<Answer, sqlx::Error> {
+        let Some(mut authorization) = self.authorization(&cmd.authorization_id).await? else {
+            return Ok(Err(not_found("authorization", &cmd.authorization_id)));
+        };
+        let scope = format!("merchant:{}", authorization.merchant_id);
+        if let Some(replay) = self.replay::<pb::Authorization>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
+            return Ok(replay.map(Done::Authorization));
+        }
+        if let Some(refusal) = self.open_hold_or_refusal(&authorization, "capture").await? {
+            return Ok(Err(refusal));
+        }
+        let amount = if cmd.amount == 0 { authorization.held_amount } else { cmd.amount };
+        if amount > authorization.held_amount {
+            let message = format!("capture of {amount} exceeds the held {}", authorization.held_amount);
+            return Ok(Err(LedgerError::rejected("CAPTURE_EXCEEDS_HOLD", message)));
+        }
+        let Some(mut account) = self.account(&authorization.account_id).await? else {
+            return Err(missing_account(&authorization));
+        };
+        // amount <= held <= posted + limit, so posted - amount >= -limit: no overflow.
+        account.posted_balance -= amount;
+        account.held_amount -= authorization.held_amount;
+        account.updated_at_us = self.now;
+        self.save_balances(&account).await?;
+        authorization.status = AuthStatus::Captured as i32;
+        authorization.captured_amount = amount;
+        self.resolve(&mut authorization).await?;
+        let (account_id, auth_id, currency) = (&authorization.account_id, &authorization.id, &authorization.currency);
+        self.event(EventType::Captured, account_id, auth_id, amount, currency, "").await?;
+        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        Ok(Ok(Done::Authorization(authorization)))
+    }
+
+    async fn void(&mut self, cmd: &VoidCmd) -> Result<Answer, sqlx::Error> {
+        let Some(mut authorization) = self.authorization(&cmd.authorization_id).await? else {
+            return Ok(Err(not_found("authorization", &cmd.authorization_id)));
+        };
+        let scope = format!("merchant:{}", authorization.merchant_id);
+        if let Some(replay) = self.replay::<pb::Authorization>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
+            return Ok(replay.map(Done::Authorization));
+        }
+        if let Some(refusal) = self.open_hold_or_refusal(&authorization, "void").await? {
+            return Ok(Err(refusal));
+        }
+        self.release(&mut authorization, AuthStatus::Voided, EventType::Voided).await?;
+        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        Ok(Ok(Done::Authorization(authorization)))
+    }
+
+    async fn sweep(&mut self) -> Result<Answer, sqlx::Error> {
+        let sql = format!(
+            "SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE status = $1 AND expires_at_us <= $2 \
+             ORDER BY expires_at_us LIMIT $3"
+        );
+        let due = sqlx::query(&sql)
+            .bind(AuthStatus::Held as i64)
+            .bind(self.now)
+            .bind(SWEEP_LIMIT)
+            .fetch_all(&mut *self.conn)
+            .await?;
+        let mut report = SweepReport::default();
+        for row in &due {
+            let mut authorization = rows::authorization_from_row(row)?;
+            self.release(&mut authorization, AuthStatus::Expired, EventType::Expired).await?;
+            report.expired += 1;
+        }
+        let cutoff = self.now.saturating_sub(duration_us(self.config.idempotency_retention));
+        let forgotten = sqlx::query("DELETE FROM idempotency_keys WHERE created_at_us < $1")
+            .bind(cutoff)
+            .execute(&mut *self.conn)
+            .await?;
+        report.forgotten_keys = forgotten.rows_affected();
+        Ok(Ok(Done::Swept(report)))
+    }
+
+    /// `None` when the hold is open and may be resolved; otherwise why not. A hold found past its expiry is
+    /// expired here, in this transaction, before refusing.
+    async fn open_hold_or_refusal(
+        &mut self,
+        authorization: &pb::Authorization,
+        verb: &str,
+    ) -> Result<Option<LedgerError>, sqlx::Error> {
+        let status = AuthStatus::try_from(authorization.status).unwrap_or(AuthStatus::Unspecified);
+        let expired = LedgerError::rejected("HOLD_EXPIRED", format!("cannot {verb}: the hold expired"));
+        Ok(Some(match status {
+            AuthStatus::Held => {
+                let expires_at = authorization.expires_at.as_ref().map_or(i64::MAX, courier_kit::time::us_from_timestamp);
+                if expires_at > self.now {
+                    return Ok(None);
+                }
+                let mut due = authorization.clone();
+                self.release(&mut due, AuthStatus::Expired, EventType::Expired).await?;
+                expired
+            }
+            AuthStatus::Expired => expired,
+            AuthStatus::Captured => LedgerError::rejected("ALREADY_CAPTURED", format!("cannot {verb}: already captured")),
+            AuthStatus::Voided => LedgerError::rejected("ALREADY_VOIDED", format!("cannot {verb}: already voided")),
+            AuthStatus::Declined | AuthStatus::Unspecified => {
+                LedgerError::rejected("AUTHORIZATION_DECLINED", format!("cannot {verb}: the authorization declined"))
+            }
+        }))
+    }
+
+    /// Releases the whole hold (void or expiry).
+    async fn release(
+        &mut self,
+        authorization: &mut pb::Authorization,
+        status: AuthStatus,
+        kind: EventType,
+    ) -> Result<(), sqlx::Error> {
+        let Some(mut account) = self.account(&authorization.account_id).await? else {
+            return Err(missing_account(authorization));
+        };
+        account.held_amount -= authorization.held_amount;
+        account.updated_at_us = self.now;
+        self.save_balances(&account).await?;
+        authorization.status = status as i32;
+        self.resolve(authorization).await?;
+        let (account_id, auth_id, currency) = (&authorization.account_id, &authorization.id, &authorization.currency);
+        self.event(kind, account_id, auth_id, authorization.held_amount, currency, "").await?;
+        Ok(())
+    }
+
+    async fn resolve(&mut self, authorization: &mut pb::Authorization) -> Result<(), sqlx::Error> {
+        authorization.resolved_at = Some(courier_kit::time::timestamp_from_us(self.now));
+        sqlx::query("UPDATE authorizations SET status = $1, captured_amount = $2, resolved_at_us = $3 WHERE id = $4")
+            .bind(i64::from(authorization.status))
+            .bind(authorization.captured_amount)
+            .bind(self.now)
+            .bind(&authorization.id)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn account(&mut self, id: &str) -> Result<Option<AccountRow>, sqlx::Error> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn).await?;
+        row.as_ref().map(rows::account_from_row).transpose()
+    }
+
+    async fn authorization(&mut self, id: &str) -> Result<Option<pb::Authorization>, sqlx::Error> {
+        let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn).await?;
+        row.as_ref().map(rows::authorization_from_row).transpose()
+    }
+
+    async fn save_balances(&mut self, account: &AccountRow) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE accounts SET posted_balance = $1, held_amount = $2, updated_at_us = $3 WHERE id = $4")
+            .bind(account.posted_balance)
+            .bind(account.held_amount)
+            .bind(account.updated_at_us)
+            .bind(&account.id)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_authorization(&mut self, a: &pb::Authorization) -> Result<(), sqlx::Error> {
+        let metadata = serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let sql = format!(
+            "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        );
+        sqlx::query(&sql)
+            .bind(&a.id)
+            .bind(&a.account_id)
+            .bind(&a.merchant_id)
+            .bind(a.amount)
+            .bind(&a.currency)
+            .bind(i64::from(a.decision))
+            .bind(&a.response_code)
+            .bind(i64::from(a.decline_reason))
+            .bind(i64::from(a.status))
+            .bind(a.held_amount)
+            .bind(a.captured_amount)
+            .bind(a.available_after)
+            .bind(&a.description)
+            .bind(metadata)
+            .bind(self.now)
+            .bind(a.expires_at.as_ref().map(courier_kit::time::us_from_timestamp))
+            .bind(None::<i64>)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends an event with the next sequence number; returns it.
+    async fn event(
+        &mut self,
+        kind: EventType,
+        account_id: &str,
+        authorization_id: &str,
+        amount: i64,
+        currency: &str,
+        code: &str,
+    ) -> Result<i64, sqlx::Error> {
+        self.sequence += 1;
+        sqlx::query(&format!(
+            "INSERT INTO events ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            rows::EVENT_COLUMNS
+        ))
+        .bind(self.sequence)
+        .bind(kind as i64)
+        .bind(account_id)
+        .bind(authorization_id)
+        .bind(amount)
+        .bind(currency)
+        .bind(code)
+        .bind(self.now)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(self.sequence)
+    }
+
+    /// The stored answer for (scope, key): `Some(Ok)` to replay it, `Some(Err)` when the key was used with another
+    /// request, `None` when the key is new.
+    async fn replay<M: Message + Default>(
+        &mut self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Result<M, LedgerError>>, sqlx::Error> {
+        let row: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        Ok(row.map(|(stored, response)| {
+            if stored == fingerprint {
+                M::decode(response.as_slice()).map_err(|e| LedgerError::Unavailable(format!("stored answer: {e}")))
+            } else {
+                Err(LedgerError::KeyReused { key: key.to_owned() })
+            }
+        }))
+    }
+
+    async fn remember(&mut self, scope: &str, key: &str, fingerprint: &str, answer: &impl Message) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, response, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(answer.encode_to_vec())
+        .bind(self.now)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The decision rules, in the order a card issuer applies them.
+fn decide(account: Option<&AccountRow>, cmd: &AuthorizeCmd, config: &PaymentsConfig) -> Result<(), DeclineReason> {
+    let Some(account) = account else { return Err(DeclineReason::UnknownAccount) };
+    if account.status != AccountStatus::Active {
+        return Err(DeclineReason::AccountNotActive);
+    }
+    match cmd.holder {
+        Holder::Active => {}
+        Holder::NotActive => return Err(DeclineReason::HolderNotActive),
+        Holder::Unavailable => return Err(DeclineReason::IssuerUnavailable),
+    }
+    if account.currency != cmd.currency {
+        return Err(DeclineReason::CurrencyMismatch);
+    }
+    if cmd.amount > config.max_authorization_amount {
+        return Err(DeclineReason::AmountNotAllowed);
+    }
+    if i128::from(cmd.amount) > account.available() {
+        return Err(DeclineReason::InsufficientFunds);
+    }
+    Ok(())
+}
+
+fn not_found(kind: &'static str, id: &str) -> LedgerError {
+    LedgerError::NotFound { kind, id: id.to_owned() }
+}
+
+/// An authorization whose account is gone is a broken store: abort the batch rather than guess.
+fn missing_account(authorization: &pb::Authorization) -> sqlx::Error {
+    sqlx::Error::Decode(format!("authorization {} names missing account {}", authorization.id, authorization.account_id).into())
+}
+
+fn duration_us(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,149 @@
+//! Reads: straight from the pool, never through the writer. Listings and the event feed page through the store
+//! with keyset queries, so memory stays bounded by one page whatever the table's size.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use courier_proto::payments::v1 as pb;
+use futures::stream::{self, Stream};
+
+use super::rows::{self, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS, EVENT_COLUMNS};
+use super::{Ledger, LedgerError};
+
+/// Rows fetched per query.
+const PAGE_ROWS: i64 = 256;
+
+/// How often a live event feed looks for commits made by other processes (its own process wakes it at once).
+const FOREIGN_COMMIT_POLL: Duration = Duration::from_millis(200);
+
+/// What ListAuthorizations selects; `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizationFilter {
+    pub account_id: Option<String>,
+    pub merchant_id: Option<String>,
+    pub status: Option<pb::AuthorizationStatus>,
+    /// Created at or after, microseconds since the epoch.
+    pub created_from_us: Option<i64>,
+    /// Created strictly before.
+    pub created_before_us: Option<i64>,
+}
+
+/// One bound value of a dynamically filtered query.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Ledger {
+    /// The account, or `None`.
+    pub async fn get_account(&self, id: &str) -> Result<Option<pb::Account>, LedgerError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        Ok(row.as_ref().map(rows::account_from_row).transpose()?.map(|a| a.to_proto()))
+    }
+
+    /// The authorization, or `None`.
+    pub async fn get_authorization(&self, id: &str) -> Result<Option<pb::Authorization>, LedgerError> {
+        let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        Ok(row.as_ref().map(rows::authorization_from_row).transpose()?)
+    }
+
+    /// Streams matching authorizations in id (creation) order, one page query at a time.
+    pub fn list_authorizations(
+        &self,
+        filter: AuthorizationFilter,
+    ) -> impl Stream<Item = Result<pb::Authorization, LedgerError>> + Send + 'static {
+        let state = (self.clone(), filter, String::new(), VecDeque::new(), false);
+        stream::try_unfold(state, |(ledger, filter, mut after, mut page, mut exhausted)| async move {
+            if page.is_empty() && !exhausted {
+                page = ledger.authorization_page(&filter, &after).await?;
+                exhausted = (page.len() as i64) < PAGE_ROWS;
+            }
+            Ok(page.pop_front().map(|authorization: pb::Authorization| {
+                after.clone_from(&authorization.id);
+                (authorization, (ledger, filter, after, page, exhausted))
+            }))
+        })
+    }
+
+    async fn authorization_page(
+        &self,
+        filter: &AuthorizationFilter,
+        after: &str,
+    ) -> Result<VecDeque<pb::Authorization>, LedgerError> {
+        // "" sorts before every id, so the first page and the rest share one query shape.
+        let mut args = vec![Arg::Text(after.to_owned())];
+        let mut sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id > $1");
+        let mut condition = |column: &str, op: &str, arg: Arg| {
+            args.push(arg);
+            sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
+        };
+        if let Some(account) = &filter.account_id {
+            condition("account_id", "=", Arg::Text(account.clone()));
+        }
+        if let Some(merchant) = &filter.merchant_id {
+            condition("merchant_id", "=", Arg::Text(merchant.clone()));
+        }
+        if let Some(status) = filter.status {
+            condition("status", "=", Arg::Int(status as i64));
+        }
+        if let Some(from) = filter.created_from_us {
+            condition("created_at_us", ">=", Arg::Int(from));
+        }
+        if let Some(before) = filter.created_before_us {
+            condition("created_at_us", "<", Arg::Int(before));
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT {PAGE_ROWS}"));
+        let mut query = sqlx::query(&sql);
+        for arg in args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(number) => query.bind(number),
+            };
+        }
+        let rows = query.fetch_all(self.pool()).await?;
+        Ok(rows.iter().map(rows::authorization_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Events from `from_sequence` on (optionally one account's): the backlog, then live, without end.
+    pub fn events(
+        &self,
+        from_sequence: i64,
+        account_id: Option<String>,
+    ) -> impl Stream<Item = Result<pb::Event, LedgerError>> + Send + 'static {
+        let mut committed = self.inner.committed.clone();
+        committed.mark_changed();
+        let state = (self.clone(), from_sequence.max(1), VecDeque::new(), committed, account_id);
+        stream::try_unfold(state, |(ledger, mut next, mut page, mut committed, account)| async move {
+            while page.is_empty() {
+                page = ledger.event_page(next, account.as_deref()).await?;
+                if page.is_empty() {
+                    // Our own commits wake us at once; another process's are found by the poll.
+                    let _ = tokio::time::timeout(FOREIGN_COMMIT_POLL, committed.changed()).await;
+                }
+            }
+            let event: pb::Event = page.pop_front().expect("page is not empty");
+            next = event.sequence + 1;
+            Ok(Some((event, (ledger, next, page, committed, account))))
+        })
+    }
+
+    async fn event_page(&self, from: i64, account: Option<&str>) -> Result<VecDeque<pb::Event>, LedgerError> {
+        let rows = match account {
+            Some(account) => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND sequence >= $2 \
+                     ORDER BY sequence LIMIT {PAGE_ROWS}"
+                );
+                sqlx::query(&sql).bind(account).bind(from).fetch_all(self.pool()).await?
+            }
+            None => {
+                let sql =
+                    format!("SELECT {EVENT_COLUMNS} FROM events WHERE sequence >= $1 ORDER BY sequence LIMIT {PAGE_ROWS}");
+                sqlx::query(&sql).bind(from).fetch_all(self.pool()).await?
+            }
+        };
+        Ok(rows.iter().map(rows::event_from_row).collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,126 @@
+//! Rows to protobuf messages, and the column lists every query selects.
+
+use std::collections::BTreeMap;
+
+use courier_kit::time::timestamp_from_us;
+use courier_proto::payments::v1 as pb;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+pub(super) const ACCOUNT_COLUMNS: &str =
+    "id, owner_user_id, currency, credit_limit, posted_balance, held_amount, status, created_at_us, updated_at_us";
+
+pub(super) const AUTHORIZATION_COLUMNS: &str = "id, account_id, merchant_id, amount, currency, decision, \
+     response_code, decline_reason, status, held_amount, captured_amount, available_after, description, \
+     metadata_json, created_at_us, expires_at_us, resolved_at_us";
+
+pub(super) const EVENT_COLUMNS: &str =
+    "sequence, type, account_id, authorization_id, amount, currency, response_code, occurred_at_us";
+
+/// An account as the writer works on it.
+#[derive(Debug, Clone)]
+pub(super) struct AccountRow {
+    pub id: String,
+    pub owner_user_id: String,
+    pub currency: String,
+    pub credit_limit: i64,
+    pub posted_balance: i64,
+    pub held_amount: i64,
+    pub status: pb::AccountStatus,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+impl AccountRow {
+    /// posted + credit limit - held, computed wide so no intermediate sum can wrap.
+    pub fn available(&self) -> i128 {
+        i128::from(self.posted_balance) + i128::from(self.credit_limit) - i128::from(self.held_amount)
+    }
+
+    pub fn to_proto(&self) -> pb::Account {
+        pb::Account {
+            id: self.id.clone(),
+            owner_user_id: self.owner_user_id.clone(),
+            currency: self.currency.clone(),
+            credit_limit: self.credit_limit,
+            posted_balance: self.posted_balance,
+            held_amount: self.held_amount,
+            available_amount: clamp(self.available()),
+            status: self.status as i32,
+            created_at: Some(timestamp_from_us(self.created_at_us)),
+            updated_at: Some(timestamp_from_us(self.updated_at_us)),
+        }
+    }
+}
+
+/// Saturates into i64; the ledger's checks keep real values inside it.
+pub(super) fn clamp(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+pub(super) fn account_from_row(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
+    let status: i64 = row.try_get("status")?;
+    Ok(AccountRow {
+        id: row.try_get("id")?,
+        owner_user_id: row.try_get("owner_user_id")?,
+        currency: row.try_get("currency")?,
+        credit_limit: row.try_get("credit_limit")?,
+        posted_balance: row.try_get("posted_balance")?,
+        held_amount: row.try_get("held_amount")?,
+        status: enum_value(status, pb::AccountStatus::try_from)?,
+        created_at_us: row.try_get("created_at_us")?,
+        updated_at_us: row.try_get("updated_at_us")?,
+    })
+}
+
+pub(super) fn authorization_from_row(row: &AnyRow) -> Result<pb::Authorization, sqlx::Error> {
+    let metadata_json: String = row.try_get("metadata_json")?;
+    let metadata: BTreeMap<String, String> =
+        serde_json::from_str(&metadata_json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let decision: i64 = row.try_get("decision")?;
+    let reason: i64 = row.try_get("decline_reason")?;
+    let status: i64 = row.try_get("status")?;
+    let expires_at: Option<i64> = row.try_get("expires_at_us")?;
+    let resolved_at: Option<i64> = row.try_get("resolved_at_us")?;
+    Ok(pb::Authorization {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        merchant_id: row.try_get("merchant_id")?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        decision: enum_value(decision, pb::Decision::try_from)? as i32,
+        response_code: row.try_get("response_code")?,
+        decline_reason: enum_value(reason, pb::DeclineReason::try_from)? as i32,
+        status: enum_value(status, pb::AuthorizationStatus::try_from)? as i32,
+        held_amount: row.try_get("held_amount")?,
+        captured_amount: row.try_get("captured_amount")?,
+        available_after: row.try_get("available_after")?,
+        description: row.try_get("description")?,
+        metadata,
+        created_at: Some(timestamp_from_us(row.try_get("created_at_us")?)),
+        expires_at: expires_at.map(timestamp_from_us),
+        resolved_at: resolved_at.map(timestamp_from_us),
+    })
+}
+
+pub(super) fn event_from_row(row: &AnyRow) -> Result<pb::Event, sqlx::Error> {
+    let kind: i64 = row.try_get("type")?;
+    Ok(pb::Event {
+        sequence: row.try_get("sequence")?,
+        r#type: enum_value(kind, pb::EventType::try_from)? as i32,
+        account_id: row.try_get("account_id")?,
+        authorization_id: row.try_get("authorization_id")?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        response_code: row.try_get("response_code")?,
+        occurred_at: Some(timestamp_from_us(row.try_get("occurred_at_us")?)),
+    })
+}
+
+/// A stored enum number back to the enum; an unknown number is a corrupt row, reported, never guessed.
+fn enum_value<E>(number: i64, convert: impl Fn(i32) -> Result<E, prost::UnknownEnumValue>) -> Result<E, sqlx::Error> {
+    i32::try_from(number)
+        .ok()
+        .and_then(|n| convert(n).ok())
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown enum number {number} in the store").into()))
+}

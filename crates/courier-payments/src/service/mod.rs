@@ -1,0 +1,203 @@
+//! The `courier.payments.v1.PaymentService` handlers: validate at the boundary, ask UserService about the holder,
+//! hand the operation to the ledger, map the outcome to the wire.
+
+mod streams;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use courier_kit::status;
+use courier_proto::payments::v1 as pb;
+use courier_proto::users::v1::UserStatus;
+use futures::Stream;
+use tonic::{Code, Request, Response, Status};
+
+use crate::holders::Holders;
+use crate::ledger::{AuthorizeCmd, Holder, Ledger, LedgerError};
+use crate::model::validate;
+
+/// The ErrorInfo domain of every payments error reason.
+pub const ERROR_DOMAIN: &str = "payments.courier.dev";
+
+/// The gRPC face of the payment service.
+#[derive(Clone)]
+pub struct PaymentsApi {
+    ledger: Ledger,
+    holders: Arc<Holders>,
+}
+
+impl PaymentsApi {
+    /// Serves payments from `ledger`, asking UserService on `users` about holders.
+    pub fn new(ledger: Ledger, users: tonic::transport::Channel) -> Self {
+        let holders = Arc::new(Holders::new(users, ledger.config().holder_cache_ttl));
+        Self { ledger, holders }
+    }
+
+    /// The tonic service; the runtime enforces the receive-size limit in front of it.
+    pub fn into_service(self) -> pb::payment_service_server::PaymentServiceServer<Self> {
+        pb::payment_service_server::PaymentServiceServer::new(self).max_decoding_message_size(usize::MAX)
+    }
+
+    /// Validates and decides one authorization: the unary call and every message of AuthorizeStream.
+    async fn authorize_one(&self, request: &pb::AuthorizeRequest, prefix: &str) -> Result<pb::Authorization, Status> {
+        let mut cmd = validate::authorize(request, prefix)?;
+        cmd.holder = self.holder_of(&cmd).await?;
+        self.ledger.authorize(cmd).await.map_err(to_status)
+    }
+
+    /// Validates and applies one capture: the unary call and every item of BatchCapture.
+    async fn capture_one(&self, request: &pb::CaptureRequest, prefix: &str) -> Result<pb::Authorization, Status> {
+        let cmd = validate::capture(request, prefix)?;
+        self.ledger.capture(cmd).await.map_err(to_status)
+    }
+
+    /// The holder's standing for an authorization. An unknown account has no holder to ask about: the ledger
+    /// declines it with 14 whatever this says.
+    async fn holder_of(&self, cmd: &AuthorizeCmd) -> Result<Holder, Status> {
+        let owner = match self.holders.owner_of(&cmd.account_id) {
+            Some(owner) => owner,
+            None => match self.ledger.get_account(&cmd.account_id).await.map_err(to_status)? {
+                Some(account) => {
+                    self.holders.remember_owner(&account.id, &account.owner_user_id);
+                    account.owner_user_id
+                }
+                None => return Ok(Holder::Active),
+            },
+        };
+        Ok(self.holders.holder(&owner).await)
+    }
+}
+
+/// One place maps ledger outcomes to status codes.
+pub(crate) fn to_status(error: LedgerError) -> Status {
+    match error {
+        LedgerError::NotFound { kind, id } => status::not_found(kind, &id),
+        LedgerError::Rejected { reason, message } => status::with_reason(Code::FailedPrecondition, reason, ERROR_DOMAIN, message),
+        error @ LedgerError::KeyReused { .. } => {
+            status::with_reason(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", ERROR_DOMAIN, error.to_string())
+        }
+        LedgerError::Unavailable(message) => Status::unavailable(message),
+        error @ LedgerError::Database(_) => status::internal("reading the ledger", &error),
+    }
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::payment_service_server::PaymentService for PaymentsApi {
+    async fn open_account(
+        &self,
+        request: Request<pb::OpenAccountRequest>,
+    ) -> Result<Response<pb::OpenAccountResponse>, Status> {
+        let new = validate::open_account(request.get_ref())?;
+        match self.holders.lookup(&new.owner_user_id).await {
+            Ok(Some(UserStatus::Active)) => {}
+            Ok(Some(_)) => {
+                let message = "the owner is not ACTIVE in the user service";
+                return Err(status::with_reason(Code::FailedPrecondition, "OWNER_NOT_ACTIVE", ERROR_DOMAIN, message));
+            }
+            Ok(None) => return Err(status::not_found("user", &new.owner_user_id)),
+            Err(error) => return Err(Status::unavailable(format!("the user service did not answer: {}", error.message()))),
+        }
+        let account = self.ledger.open_account(new).await.map_err(to_status)?;
+        tracing::info!(target: "courier::payments", account_id = %account.id, "account opened");
+        Ok(Response::new(pb::OpenAccountResponse { account: Some(account) }))
+    }
+
+    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::GetAccountResponse>, Status> {
+        let id = &request.get_ref().account_id;
+        validate::account_id_only("account_id", id)?;
+        match self.ledger.get_account(id).await.map_err(to_status)? {
+            Some(account) => Ok(Response::new(pb::GetAccountResponse { account: Some(account) })),
+            None => Err(status::not_found("account", id)),
+        }
+    }
+
+    async fn credit_account(
+        &self,
+        request: Request<pb::CreditAccountRequest>,
+    ) -> Result<Response<pb::CreditAccountResponse>, Status> {
+        let cmd = validate::credit(request.get_ref())?;
+        Ok(Response::new(self.ledger.credit(cmd).await.map_err(to_status)?))
+    }
+
+    async fn update_account_status(
+        &self,
+        request: Request<pb::UpdateAccountStatusRequest>,
+    ) -> Result<Response<pb::UpdateAccountStatusResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = status::FieldViolations::default();
+        if !crate::model::is_account_id(&request.account_id) {
+            violations.add("account_id", "not an account id (acct_ and 32 hex digits)");
+        }
+        let new_status = pb::AccountStatus::try_from(request.status).unwrap_or(pb::AccountStatus::Unspecified);
+        if new_status == pb::AccountStatus::Unspecified {
+            violations.add("status", "one of ACTIVE, FROZEN, CLOSED");
+        }
+        violations.into_result()?;
+        let account = self.ledger.set_status(request.account_id, new_status).await.map_err(to_status)?;
+        Ok(Response::new(pb::UpdateAccountStatusResponse { account: Some(account) }))
+    }
+
+    async fn authorize(&self, request: Request<pb::AuthorizeRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        let authorization = self.authorize_one(request.get_ref(), "").await?;
+        Ok(Response::new(pb::AuthorizeResponse { authorization: Some(authorization) }))
+    }
+
+    async fn capture(&self, request: Request<pb::CaptureRequest>) -> Result<Response<pb::CaptureResponse>, Status> {
+        let authorization = self.capture_one(request.get_ref(), "").await?;
+        Ok(Response::new(pb::CaptureResponse { authorization: Some(authorization) }))
+    }
+
+    async fn void(&self, request: Request<pb::VoidRequest>) -> Result<Response<pb::VoidResponse>, Status> {
+        let cmd = validate::void(request.get_ref())?;
+        let authorization = self.ledger.void(cmd).await.map_err(to_status)?;
+        Ok(Response::new(pb::VoidResponse { authorization: Some(authorization) }))
+    }
+
+    async fn get_authorization(
+        &self,
+        request: Request<pb::GetAuthorizationRequest>,
+    ) -> Result<Response<pb::GetAuthorizationResponse>, Status> {
+        let id = &request.get_ref().authorization_id;
+        validate::authorization_id_only("authorization_id", id)?;
+        match self.ledger.get_authorization(id).await.map_err(to_status)? {
+            Some(authorization) => Ok(Response::new(pb::GetAuthorizationResponse { authorization: Some(authorization) })),
+            None => Err(status::not_found("authorization", id)),
+        }
+    }
+
+    type ListAuthorizationsStream = Stream_<pb::ListAuthorizationsResponse>;
+
+    async fn list_authorizations(
+        &self,
+        request: Request<pb::ListAuthorizationsRequest>,
+    ) -> Result<Response<Self::ListAuthorizationsStream>, Status> {
+        Ok(Response::new(streams::list_authorizations(&self.ledger, request.into_inner())?))
+    }
+
+    type AuthorizeStreamStream = Stream_<pb::AuthorizeStreamResponse>;
+
+    async fn authorize_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::AuthorizeStreamRequest>>,
+    ) -> Result<Response<Self::AuthorizeStreamStream>, Status> {
+        Ok(Response::new(streams::authorize_stream(self.clone(), request.into_inner())))
+    }
+
+    async fn batch_capture(
+        &self,
+        request: Request<tonic::Streaming<pb::BatchCaptureRequest>>,
+    ) -> Result<Response<pb::BatchCaptureResponse>, Status> {
+        Ok(Response::new(streams::batch_capture(self.clone(), request.into_inner()).await?))
+    }
+
+    type WatchEventsStream = Stream_<pb::WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Ok(Response::new(streams::watch_events(&self.ledger, request.into_inner())?))
+    }
+}

@@ -1,0 +1,167 @@
+//! The streaming calls: ListAuthorizations and WatchEvents (server), AuthorizeStream (bidirectional) and
+//! BatchCapture (client).
+
+use courier_kit::status::{self, FieldViolations};
+use courier_kit::time::us_from_timestamp;
+use courier_proto::payments::v1 as pb;
+use futures::{future, StreamExt};
+use prost::Message;
+use tonic::{Status, Streaming};
+
+use super::{to_status, PaymentsApi, Stream_};
+use crate::ledger::{AuthorizationFilter, Ledger};
+use crate::model::is_account_id;
+
+/// Most failures a BatchCapture summary lists; the rest are counted.
+pub const MAX_LISTED_FAILURES: usize = 100;
+/// Captures of one batch applied at once (they share group commits).
+const BATCH_CAPTURE_IN_FLIGHT: usize = 32;
+
+pub(super) fn list_authorizations(
+    ledger: &Ledger,
+    request: pb::ListAuthorizationsRequest,
+) -> Result<Stream_<pb::ListAuthorizationsResponse>, Status> {
+    let mut violations = FieldViolations::default();
+    if !request.account_id.is_empty() && !is_account_id(&request.account_id) {
+        violations.add("account_id", "not an account id (acct_ and 32 hex digits)");
+    }
+    let status = match pb::AuthorizationStatus::try_from(request.status) {
+        Ok(pb::AuthorizationStatus::Unspecified) => None,
+        Ok(status) => Some(status),
+        Err(_) => {
+            violations.add("status", "not an AuthorizationStatus");
+            None
+        }
+    };
+    let created_from_us = request.created_from.as_ref().map(us_from_timestamp);
+    let created_before_us = request.created_before.as_ref().map(us_from_timestamp);
+    if let (Some(from), Some(before)) = (created_from_us, created_before_us) {
+        if from >= before {
+            violations.add("created_before", "must be after created_from");
+        }
+    }
+    violations.into_result()?;
+    let filter = AuthorizationFilter {
+        account_id: Some(request.account_id).filter(|s| !s.is_empty()),
+        merchant_id: Some(request.merchant_id).filter(|s| !s.is_empty()),
+        status,
+        created_from_us,
+        created_before_us,
+    };
+    let stream = ledger.list_authorizations(filter).map(|item| match item {
+        Ok(authorization) => Ok(pb::ListAuthorizationsResponse { authorization: Some(authorization) }),
+        Err(error) => Err(to_status(error)),
+    });
+    Ok(Box::pin(stream))
+}
+
+pub(super) fn watch_events(ledger: &Ledger, request: pb::WatchEventsRequest) -> Result<Stream_<pb::WatchEventsResponse>, Status> {
+    let mut violations = FieldViolations::default();
+    if request.from_sequence < 0 {
+        violations.add("from_sequence", "must not be negative");
+    }
+    if !request.account_id.is_empty() && !is_account_id(&request.account_id) {
+        violations.add("account_id", "not an account id (acct_ and 32 hex digits)");
+    }
+    violations.into_result()?;
+    let account = Some(request.account_id).filter(|s| !s.is_empty());
+    let stream = ledger.events(request.from_sequence, account).map(|item| match item {
+        Ok(event) => Ok(pb::WatchEventsResponse { event: Some(event) }),
+        Err(error) => Err(to_status(error)),
+    });
+    Ok(Box::pin(stream))
+}
+
+/// Each message is answered on its own: a bad one gets its error in its response and the stream goes on. At most
+/// `stream_in_flight` messages are worked on at once; the next is read only when one finishes, so HTTP/2 flow
+/// control slows a sender that outruns the ledger instead of the server buffering without bound. Answers come
+/// in completion order; the correlation id pairs them with requests.
+pub(super) fn authorize_stream(
+    api: PaymentsApi,
+    input: Streaming<pb::AuthorizeStreamRequest>,
+) -> Stream_<pb::AuthorizeStreamResponse> {
+    let in_flight = api.ledger.config().stream_in_flight.max(1);
+    let answers = input
+        // A broken client stream ends ours; what was already answered stays answered.
+        .take_while(|message| future::ready(message.is_ok()))
+        .filter_map(|message| future::ready(message.ok()))
+        .map(move |message| {
+            let api = api.clone();
+            async move {
+                let result = match &message.request {
+                    Some(request) => api.authorize_one(request, "request.").await,
+                    None => Err(status::invalid_argument(vec![field_violation("request", "required")])),
+                };
+                Ok(pb::AuthorizeStreamResponse {
+                    correlation_id: message.correlation_id,
+                    result: Some(match result {
+                        Ok(authorization) => pb::authorize_stream_response::Result::Authorization(authorization),
+                        Err(error) => pb::authorize_stream_response::Result::Error(rpc_status(&error)),
+                    }),
+                })
+            }
+        })
+        .buffer_unordered(in_flight);
+    Box::pin(answers)
+}
+
+/// Every item is applied independently (each has its own idempotency key); the summary counts them and lists the
+/// first failures. A broken client stream fails the call, but items already applied stay applied and a retry of
+/// the batch with the same keys replays them.
+pub(super) async fn batch_capture(
+    api: PaymentsApi,
+    input: Streaming<pb::BatchCaptureRequest>,
+) -> Result<pb::BatchCaptureResponse, Status> {
+    let mut outcomes = input
+        .enumerate()
+        .map(|(index, message)| {
+            let api = api.clone();
+            async move {
+                let message = message?;
+                let id = message.capture.as_ref().map(|c| c.authorization_id.clone()).unwrap_or_default();
+                let result = match &message.capture {
+                    Some(capture) => api.capture_one(capture, "capture.").await,
+                    None => Err(status::invalid_argument(vec![field_violation("capture", "required")])),
+                };
+                Ok::<_, Status>((index as i64, id, result))
+            }
+        })
+        .buffer_unordered(BATCH_CAPTURE_IN_FLIGHT);
+    let mut summary = pb::BatchCaptureResponse::default();
+    while let Some(outcome) = outcomes.next().await {
+        let (index, authorization_id, result) = outcome?;
+        match result {
+            Ok(authorization) => {
+                summary.captured += 1;
+                summary.captured_amount = summary.captured_amount.saturating_add(authorization.captured_amount);
+            }
+            Err(error) => {
+                summary.failed += 1;
+                if summary.failures.len() < MAX_LISTED_FAILURES {
+                    summary.failures.push(pb::BatchCaptureFailure { index, authorization_id, error: Some(rpc_status(&error)) });
+                } else {
+                    summary.failures_truncated = true;
+                }
+            }
+        }
+    }
+    summary.failures.sort_by_key(|failure| failure.index);
+    Ok(summary)
+}
+
+/// A tonic status as the `google.rpc.Status` message, details included (tonic carries them already encoded as
+/// one).
+fn rpc_status(error: &Status) -> tonic_types::pb::Status {
+    match tonic_types::pb::Status::decode(error.details()) {
+        Ok(mut rich) if !error.details().is_empty() => {
+            rich.code = error.code() as i32;
+            rich.message = error.message().to_owned();
+            rich
+        }
+        _ => tonic_types::pb::Status { code: error.code() as i32, message: error.message().to_owned(), details: vec![] },
+    }
+}
+
+fn field_violation(field: &str, description: &str) -> tonic_types::FieldViolation {
+    tonic_types::FieldViolation::new(field, description)
+}
