@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use courier_kit::logging::LogFormat;
 use courier_kit::server::ServerOptions;
+use courier_payments::PaymentsConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything a server process reads.
@@ -25,6 +26,10 @@ pub struct ServeConfig {
     pub log: String,
     /// Runtime limits and timings (the `[server]` table).
     pub server: ServerOptions,
+    /// Where payments finds UserService; empty means this process's own address (right for `courier up`).
+    pub users_url: String,
+    /// Ledger settings (the `[payments]` table).
+    pub payments: PaymentsConfig,
 }
 
 impl Default for ServeConfig {
@@ -36,6 +41,8 @@ impl Default for ServeConfig {
             log_format: LogFormat::Human,
             log: "info".into(),
             server: ServerOptions::default(),
+            users_url: String::new(),
+            payments: PaymentsConfig::default(),
         }
     }
 }
@@ -74,6 +81,10 @@ pub struct ServeFlags {
     #[arg(long, value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// Where payments reaches UserService, e.g. http://127.0.0.1:50051 [default: this process].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users_url: Option<String>,
     /// Log filter, e.g. `info` or `courier_users=debug,info`.
     #[arg(long, value_name = "FILTER")]
     #[serde(skip_serializing_if = "Option::is_none")]

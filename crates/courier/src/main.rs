@@ -25,6 +25,9 @@ enum Command {
     /// Call the user service.
     #[command(subcommand)]
     Users(client::users::UsersCommand),
+    /// Inspect the ledger store directly.
+    #[command(subcommand)]
+    Ledger(cmd::ledger::LedgerCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
             Command::Up(args) => cmd::serve::up(args).await,
             Command::Serve(args) => cmd::serve::serve(args).await,
             Command::Users(command) => client::users::run(command).await,
+            Command::Ledger(command) => cmd::ledger::run(command).await,
         }
     });
     match outcome {

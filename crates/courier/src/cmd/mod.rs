@@ -1,3 +1,4 @@
 //! The server-side subcommands.
 
 pub mod serve;
+pub mod ledger;

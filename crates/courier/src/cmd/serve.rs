@@ -3,7 +3,11 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use courier_kit::server::{self, ServiceSet};
+use courier_kit::db::DbConfig;
+use courier_payments::model::Clock;
+use courier_payments::Ledger;
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
 
 use crate::config::{ServeConfig, ServeFlags};
 
@@ -28,12 +32,14 @@ pub struct ServeArgs {
 enum ServiceName {
     /// courier.users.v1.UserService
     Users,
+    /// courier.payments.v1.PaymentService (needs UserService: --users-url)
+    Payments,
 }
 
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
-    run(&config, &[ServiceName::Users]).await
+    run(&config, &[ServiceName::Users, ServiceName::Payments]).await
 }
 
 /// Runs one service.
@@ -46,6 +52,10 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
     courier_kit::logging::init(config.log_format, &config.log)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
+    // Bound first: in `courier up`, payments calls UserService at this very address.
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
     let mut set = ServiceSet::default();
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
     let database_url = config.database_url();
@@ -57,11 +67,21 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
                     .with_context(|| format!("opening the user store at {}", redact_url(&database_url)))?;
                 set.add(courier_users::UsersApi::new(store).into_service());
             }
+            ServiceName::Payments => {
+                let pool = courier_payments::open_store(&DbConfig::new(&database_url))
+                    .await
+                    .with_context(|| format!("opening the payments store at {}", redact_url(&database_url)))?;
+                let ledger = Ledger::start(pool, config.payments.clone(), Clock::system());
+                ledger.spawn_sweeper();
+                let users_url =
+                    if config.users_url.is_empty() { format!("http://{addr}") } else { config.users_url.clone() };
+                let users = Channel::from_shared(users_url.clone())
+                    .with_context(|| format!("invalid configuration key `users_url`: {users_url:?}"))?
+                    .connect_lazy();
+                set.add(courier_payments::PaymentsApi::new(ledger, users).into_service());
+            }
         }
     }
-
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     // Scripts and tests wait for the first line (the port is the real one when --listen asked for port 0).
     announce(&[
         format!("courier: listening on {addr}"),
@@ -92,7 +112,7 @@ fn reflection_note(config: &ServeConfig) -> &'static str {
 }
 
 /// The URL without its password, for messages and logs.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
