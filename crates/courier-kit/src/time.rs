@@ -3,7 +3,10 @@
 
 /// Microseconds since the epoch as a protobuf timestamp.
 pub fn timestamp_from_us(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32 }
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+    }
 }
 
 /// A protobuf timestamp as microseconds since the epoch, saturating far outside any real date.

@@ -7,4 +7,6 @@ pub mod backend;
 pub mod server;
 
 pub use backend::Backend;
-pub use server::TestServer;
+pub use server::{TestOptions, TestServer};
+
+pub mod payments;

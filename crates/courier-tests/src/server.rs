@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 
 use courier_kit::server::{self, ServeError, ServerOptions, ServiceSet};
+use courier_payments::model::Clock;
+use courier_payments::{Ledger, PaymentsConfig};
+use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use courier_proto::users::v1::user_service_client::UserServiceClient;
 use courier_users::UserStore;
 use tokio::net::TcpListener;
@@ -15,12 +18,26 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::backend::{Backend, TestDatabase};
 
-/// A running server and a channel to it. [`TestServer::shutdown`] stops it gracefully.
+/// What a test server runs with.
+#[derive(Clone, Debug, Default)]
+pub struct TestOptions {
+    pub server: ServerOptions,
+    pub payments: PaymentsConfig,
+    /// Where payments finds UserService; `None` is this server itself.
+    pub users_url: Option<String>,
+}
+
+/// A running server (UserService and PaymentService, as `courier up` runs them) and a channel to it.
+/// [`TestServer::shutdown`] stops it gracefully.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub channel: Channel,
     pub store: UserStore,
-    database: TestDatabase,
+    /// The ledger behind PaymentService, for direct sweeps and checks.
+    pub ledger: Ledger,
+    /// The ledger's clock: manual, so tests move time instead of waiting for it.
+    pub clock: Clock,
+    pub database: TestDatabase,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -31,8 +48,13 @@ impl TestServer {
         Self::start_with(backend, ServerOptions::default()).await
     }
 
-    /// Starts the user service with `options`; returns once health answers SERVING.
+    /// Starts with server `options` and default payments settings.
     pub async fn start_with(backend: Backend, options: ServerOptions) -> Option<Self> {
+        Self::start_configured(backend, TestOptions { server: options, ..TestOptions::default() }).await
+    }
+
+    /// Starts both services with `options`; returns once health answers SERVING.
+    pub async fn start_configured(backend: Backend, options: TestOptions) -> Option<Self> {
         let database = backend.database().await?;
         let store = courier_users::store::connect(&courier_users::store::StoreConfig::new(&database.url))
             .await
@@ -43,6 +65,17 @@ impl TestServer {
 
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
+
+        let pool = courier_payments::open_store(&courier_kit::db::DbConfig::new(&database.url))
+            .await
+            .expect("open payments store");
+        let clock = Clock::manual();
+        let ledger = Ledger::start(pool, options.payments.clone(), clock.clone());
+        ledger.spawn_sweeper();
+        let users_url = options.users_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let users = Channel::from_shared(users_url).expect("users url").connect_lazy();
+        services.add(courier_payments::PaymentsApi::new(ledger.clone(), users).into_service());
+        let options = options.server;
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server::serve(listener, services, &options, async {
@@ -52,7 +85,7 @@ impl TestServer {
         });
 
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-        let server = Self { addr, channel, store, database, shutdown: Some(shutdown), task: Some(task) };
+        let server = Self { addr, channel, store, ledger, clock, database, shutdown: Some(shutdown), task: Some(task) };
         server.wait_until_serving().await;
         Some(server)
     }
@@ -60,6 +93,19 @@ impl TestServer {
     /// A user service client on the shared channel.
     pub fn users(&self) -> UserServiceClient<Channel> {
         UserServiceClient::new(self.channel.clone())
+    }
+
+    /// A payment service client on the shared channel.
+    pub fn payments(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel.clone())
+    }
+
+    /// Runs `courier ledger check`'s verification and panics with the first violation.
+    pub async fn assert_ledger_consistent(&self) {
+        let summary = courier_payments::ledger::check(self.ledger.pool()).await.expect("read the ledger");
+        if let Err(violation) = summary {
+            panic!("ledger check failed: {violation}");
+        }
     }
 
     /// A health client on the shared channel.

@@ -39,10 +39,11 @@ impl<'a> Tx<'a> {
         let conn: &mut AnyConnection = transaction;
         // An UPDATE, not a SELECT: it takes the row lock on PostgreSQL (and the write lock on SQLite) first, so
         // concurrent writers from other processes wait here instead of deadlocking later.
-        let sequence: i64 =
-            sqlx::query_scalar("UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1 RETURNING last_sequence")
-                .fetch_one(&mut *conn)
-                .await?;
+        let sequence: i64 = sqlx::query_scalar(
+            "UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1 RETURNING last_sequence",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(Tx { conn, config, now, sequence, first_sequence: sequence })
     }
 
@@ -117,7 +118,9 @@ impl<'a> Tx<'a> {
 
     async fn credit(&mut self, cmd: &CreditCmd) -> Result<Answer, sqlx::Error> {
         let scope = format!("account:{}", cmd.account_id);
-        if let Some(replay) = self.replay::<pb::CreditAccountResponse>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
+        if let Some(replay) =
+            self.replay::<pb::CreditAccountResponse>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await?
+        {
             return Ok(replay.map(Done::Credited));
         }
         let Some(mut account) = self.account(&cmd.account_id).await? else {
@@ -278,7 +281,8 @@ impl<'a> Tx<'a> {
         let expired = LedgerError::rejected("HOLD_EXPIRED", format!("cannot {verb}: the hold expired"));
         Ok(Some(match status {
             AuthStatus::Held => {
-                let expires_at = authorization.expires_at.as_ref().map_or(i64::MAX, courier_kit::time::us_from_timestamp);
+                let expires_at =
+                    authorization.expires_at.as_ref().map_or(i64::MAX, courier_kit::time::us_from_timestamp);
                 if expires_at > self.now {
                     return Ok(None);
                 }
@@ -287,7 +291,9 @@ impl<'a> Tx<'a> {
                 expired
             }
             AuthStatus::Expired => expired,
-            AuthStatus::Captured => LedgerError::rejected("ALREADY_CAPTURED", format!("cannot {verb}: already captured")),
+            AuthStatus::Captured => {
+                LedgerError::rejected("ALREADY_CAPTURED", format!("cannot {verb}: already captured"))
+            }
             AuthStatus::Voided => LedgerError::rejected("ALREADY_VOIDED", format!("cannot {verb}: already voided")),
             AuthStatus::Declined | AuthStatus::Unspecified => {
                 LedgerError::rejected("AUTHORIZATION_DECLINED", format!("cannot {verb}: the authorization declined"))
@@ -390,20 +396,17 @@ impl<'a> Tx<'a> {
         code: &str,
     ) -> Result<i64, sqlx::Error> {
         self.sequence += 1;
-        sqlx::query(&format!(
-            "INSERT INTO events ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            rows::EVENT_COLUMNS
-        ))
-        .bind(self.sequence)
-        .bind(kind as i64)
-        .bind(account_id)
-        .bind(authorization_id)
-        .bind(amount)
-        .bind(currency)
-        .bind(code)
-        .bind(self.now)
-        .execute(&mut *self.conn)
-        .await?;
+        sqlx::query(&format!("INSERT INTO events ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", rows::EVENT_COLUMNS))
+            .bind(self.sequence)
+            .bind(kind as i64)
+            .bind(account_id)
+            .bind(authorization_id)
+            .bind(amount)
+            .bind(currency)
+            .bind(code)
+            .bind(self.now)
+            .execute(&mut *self.conn)
+            .await?;
         Ok(self.sequence)
     }
 
@@ -430,7 +433,13 @@ impl<'a> Tx<'a> {
         }))
     }
 
-    async fn remember(&mut self, scope: &str, key: &str, fingerprint: &str, answer: &impl Message) -> Result<(), sqlx::Error> {
+    async fn remember(
+        &mut self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        answer: &impl Message,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, response, created_at_us) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -475,7 +484,9 @@ fn not_found(kind: &'static str, id: &str) -> LedgerError {
 
 /// An authorization whose account is gone is a broken store: abort the batch rather than guess.
 fn missing_account(authorization: &pb::Authorization) -> sqlx::Error {
-    sqlx::Error::Decode(format!("authorization {} names missing account {}", authorization.id, authorization.account_id).into())
+    sqlx::Error::Decode(
+        format!("authorization {} names missing account {}", authorization.id, authorization.account_id).into(),
+    )
 }
 
 fn duration_us(duration: std::time::Duration) -> i64 {

@@ -56,9 +56,11 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
 
     // The log: gap-free and matching the counter.
     let last: i64 = sqlx::query_scalar("SELECT last_sequence FROM ledger_meta WHERE id = 1").fetch_one(pool).await?;
-    let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(MIN(sequence), 0) AS lo, COALESCE(MAX(sequence), 0) AS hi FROM events")
-        .fetch_one(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(MIN(sequence), 0) AS lo, COALESCE(MAX(sequence), 0) AS hi FROM events",
+    )
+    .fetch_one(pool)
+    .await?;
     let (count, low, high): (i64, i64, i64) = (row.try_get("n")?, row.try_get("lo")?, row.try_get("hi")?);
     summary.events = count as u64;
     if count != high || (count > 0 && low != 1) || high != last {
@@ -89,7 +91,9 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
             Ok(EventType::Declined) => counts.into_iter().for_each(|c| c.declined += 1),
             Ok(EventType::Voided | EventType::Expired) => counts.into_iter().for_each(|c| c.resolutions += 1),
             Ok(EventType::AccountOpened | EventType::AccountStatusChanged) => {}
-            Ok(EventType::Unspecified) | Err(_) => return Ok(Err(violation("event types", format!("unknown type {kind}")))),
+            Ok(EventType::Unspecified) | Err(_) => {
+                return Ok(Err(violation("event types", format!("unknown type {kind}"))))
+            }
         }
     }
 
@@ -113,13 +117,17 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
         let consistent = match status {
             AuthStatus::Declined => held == 0 && captured == 0 && resolved.is_none() && counts.declined == 1,
             AuthStatus::Held => held == amount && captured == 0 && resolved.is_none() && counts.resolutions == 0,
-            AuthStatus::Captured => captured > 0 && captured <= held && resolved.is_some() && counts.captured == captured,
+            AuthStatus::Captured => {
+                captured > 0 && captured <= held && resolved.is_some() && counts.captured == captured
+            }
             AuthStatus::Voided | AuthStatus::Expired => captured == 0 && resolved.is_some(),
             AuthStatus::Unspecified => false,
         };
         let approved = status != AuthStatus::Declined;
         let events_match = if approved {
-            counts.authorized == 1 && counts.declined == 0 && counts.resolutions == u32::from(status != AuthStatus::Held)
+            counts.authorized == 1
+                && counts.declined == 0
+                && counts.resolutions == u32::from(status != AuthStatus::Held)
         } else {
             counts.authorized == 0 && counts.resolutions == 0
         };
@@ -140,7 +148,8 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
     }
 
     // Accounts against the log and their limit.
-    let accounts = sqlx::query("SELECT id, credit_limit, posted_balance, held_amount FROM accounts").fetch_all(pool).await?;
+    let accounts =
+        sqlx::query("SELECT id, credit_limit, posted_balance, held_amount FROM accounts").fetch_all(pool).await?;
     summary.accounts = accounts.len() as u64;
     for row in &accounts {
         let id: String = row.try_get("id")?;

@@ -139,8 +139,9 @@ impl Ledger {
                 sqlx::query(&sql).bind(account).bind(from).fetch_all(self.pool()).await?
             }
             None => {
-                let sql =
-                    format!("SELECT {EVENT_COLUMNS} FROM events WHERE sequence >= $1 ORDER BY sequence LIMIT {PAGE_ROWS}");
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE sequence >= $1 ORDER BY sequence LIMIT {PAGE_ROWS}"
+                );
                 sqlx::query(&sql).bind(from).fetch_all(self.pool()).await?
             }
         };

@@ -72,7 +72,9 @@ impl PaymentsApi {
 pub(crate) fn to_status(error: LedgerError) -> Status {
     match error {
         LedgerError::NotFound { kind, id } => status::not_found(kind, &id),
-        LedgerError::Rejected { reason, message } => status::with_reason(Code::FailedPrecondition, reason, ERROR_DOMAIN, message),
+        LedgerError::Rejected { reason, message } => {
+            status::with_reason(Code::FailedPrecondition, reason, ERROR_DOMAIN, message)
+        }
         error @ LedgerError::KeyReused { .. } => {
             status::with_reason(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", ERROR_DOMAIN, error.to_string())
         }
@@ -97,14 +99,19 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
                 return Err(status::with_reason(Code::FailedPrecondition, "OWNER_NOT_ACTIVE", ERROR_DOMAIN, message));
             }
             Ok(None) => return Err(status::not_found("user", &new.owner_user_id)),
-            Err(error) => return Err(Status::unavailable(format!("the user service did not answer: {}", error.message()))),
+            Err(error) => {
+                return Err(Status::unavailable(format!("the user service did not answer: {}", error.message())))
+            }
         }
         let account = self.ledger.open_account(new).await.map_err(to_status)?;
         tracing::info!(target: "courier::payments", account_id = %account.id, "account opened");
         Ok(Response::new(pb::OpenAccountResponse { account: Some(account) }))
     }
 
-    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::GetAccountResponse>, Status> {
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::GetAccountResponse>, Status> {
         let id = &request.get_ref().account_id;
         validate::account_id_only("account_id", id)?;
         match self.ledger.get_account(id).await.map_err(to_status)? {
@@ -139,7 +146,10 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
         Ok(Response::new(pb::UpdateAccountStatusResponse { account: Some(account) }))
     }
 
-    async fn authorize(&self, request: Request<pb::AuthorizeRequest>) -> Result<Response<pb::AuthorizeResponse>, Status> {
+    async fn authorize(
+        &self,
+        request: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let authorization = self.authorize_one(request.get_ref(), "").await?;
         Ok(Response::new(pb::AuthorizeResponse { authorization: Some(authorization) }))
     }
@@ -162,7 +172,9 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
         let id = &request.get_ref().authorization_id;
         validate::authorization_id_only("authorization_id", id)?;
         match self.ledger.get_authorization(id).await.map_err(to_status)? {
-            Some(authorization) => Ok(Response::new(pb::GetAuthorizationResponse { authorization: Some(authorization) })),
+            Some(authorization) => {
+                Ok(Response::new(pb::GetAuthorizationResponse { authorization: Some(authorization) }))
+            }
             None => Err(status::not_found("authorization", id)),
         }
     }

@@ -55,7 +55,10 @@ pub(super) fn list_authorizations(
     Ok(Box::pin(stream))
 }
 
-pub(super) fn watch_events(ledger: &Ledger, request: pb::WatchEventsRequest) -> Result<Stream_<pb::WatchEventsResponse>, Status> {
+pub(super) fn watch_events(
+    ledger: &Ledger,
+    request: pb::WatchEventsRequest,
+) -> Result<Stream_<pb::WatchEventsResponse>, Status> {
     let mut violations = FieldViolations::default();
     if request.from_sequence < 0 {
         violations.add("from_sequence", "must not be negative");
@@ -138,7 +141,11 @@ pub(super) async fn batch_capture(
             Err(error) => {
                 summary.failed += 1;
                 if summary.failures.len() < MAX_LISTED_FAILURES {
-                    summary.failures.push(pb::BatchCaptureFailure { index, authorization_id, error: Some(rpc_status(&error)) });
+                    summary.failures.push(pb::BatchCaptureFailure {
+                        index,
+                        authorization_id,
+                        error: Some(rpc_status(&error)),
+                    });
                 } else {
                     summary.failures_truncated = true;
                 }
@@ -158,7 +165,9 @@ fn rpc_status(error: &Status) -> tonic_types::pb::Status {
             rich.message = error.message().to_owned();
             rich
         }
-        _ => tonic_types::pb::Status { code: error.code() as i32, message: error.message().to_owned(), details: vec![] },
+        _ => {
+            tonic_types::pb::Status { code: error.code() as i32, message: error.message().to_owned(), details: vec![] }
+        }
     }
 }
 
