@@ -77,9 +77,11 @@ impl TestServer {
         services.add(courier_payments::PaymentsApi::new(ledger.clone(), users).into_service());
         let options = options.server;
         let (shutdown, signal) = oneshot::channel::<()>();
+        let feeds = ledger.clone();
         let task = tokio::spawn(async move {
-            server::serve(listener, services, &options, async {
+            server::serve(listener, services, &options, async move {
                 let _ = signal.await;
+                feeds.close_feeds();
             })
             .await
         });

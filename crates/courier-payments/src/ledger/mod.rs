@@ -157,6 +157,8 @@ struct Inner {
     config: PaymentsConfig,
     /// The last sequence number this process committed; live watchers wake on it.
     committed: watch::Receiver<i64>,
+    /// Set when the server shuts down: live event feeds end, so they do not hold the drain open.
+    closing: watch::Sender<bool>,
 }
 
 impl Ledger {
@@ -164,7 +166,14 @@ impl Ledger {
     /// handle is dropped.
     pub fn start(pool: AnyPool, config: PaymentsConfig, clock: Clock) -> Self {
         let (jobs, committed) = writer::spawn(pool.clone(), config.clone(), clock.clone());
-        Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed }) }
+        let closing = watch::Sender::new(false);
+        Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed, closing }) }
+    }
+
+    /// Ends every live event feed (after what it already sent): called when the server starts draining, so
+    /// watchers reconnect elsewhere and resume from their last sequence instead of pinning the old process.
+    pub fn close_feeds(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// The pool, for tools that read the store directly.

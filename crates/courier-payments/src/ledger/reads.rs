@@ -112,20 +112,27 @@ impl Ledger {
         from_sequence: i64,
         account_id: Option<String>,
     ) -> impl Stream<Item = Result<pb::Event, LedgerError>> + Send + 'static {
-        let mut committed = self.inner.committed.clone();
-        committed.mark_changed();
-        let state = (self.clone(), from_sequence.max(1), VecDeque::new(), committed, account_id);
-        stream::try_unfold(state, |(ledger, mut next, mut page, mut committed, account)| async move {
+        let committed = self.inner.committed.clone();
+        let closing = self.inner.closing.subscribe();
+        let state = (self.clone(), from_sequence.max(1), VecDeque::new(), committed, closing, account_id);
+        stream::try_unfold(state, |(ledger, mut next, mut page, mut committed, mut closing, account)| async move {
             while page.is_empty() {
+                if *closing.borrow_and_update() {
+                    return Ok(None);
+                }
                 page = ledger.event_page(next, account.as_deref()).await?;
                 if page.is_empty() {
                     // Our own commits wake us at once; another process's are found by the poll.
-                    let _ = tokio::time::timeout(FOREIGN_COMMIT_POLL, committed.changed()).await;
+                    tokio::select! {
+                        _ = committed.changed() => {}
+                        _ = closing.changed() => {}
+                        _ = tokio::time::sleep(FOREIGN_COMMIT_POLL) => {}
+                    }
                 }
             }
             let event: pb::Event = page.pop_front().expect("page is not empty");
             next = event.sequence + 1;
-            Ok(Some((event, (ledger, next, page, committed, account))))
+            Ok(Some((event, (ledger, next, page, committed, closing, account))))
         })
     }
 

@@ -1,4 +1,4 @@
 //! The server-side subcommands.
 
-pub mod serve;
 pub mod ledger;
+pub mod serve;

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use courier_kit::server::{self, ServiceSet};
 use courier_kit::db::DbConfig;
+use courier_kit::server::{self, ServiceSet};
 use courier_payments::model::Clock;
 use courier_payments::Ledger;
 use tokio::net::TcpListener;
@@ -59,6 +59,7 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
     let mut set = ServiceSet::default();
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
     let database_url = config.database_url();
+    let mut ledgers = Vec::new();
     for service in services {
         match service {
             ServiceName::Users => {
@@ -78,7 +79,8 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
                 let users = Channel::from_shared(users_url.clone())
                     .with_context(|| format!("invalid configuration key `users_url`: {users_url:?}"))?
                     .connect_lazy();
-                set.add(courier_payments::PaymentsApi::new(ledger, users).into_service());
+                set.add(courier_payments::PaymentsApi::new(ledger.clone(), users).into_service());
+                ledgers.push(ledger);
             }
         }
     }
@@ -89,7 +91,12 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
         format!("courier: store {}", redact_url(&database_url)),
         format!("courier: try `courier users create --name Ada --email ada@example.com --server http://{addr}`"),
     ]);
-    server::serve(listener, set, &config.server, server::shutdown_signal()).await?;
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        // Live event feeds end now, so they do not hold the drain open until the grace period.
+        ledgers.iter().for_each(Ledger::close_feeds);
+    };
+    server::serve(listener, set, &config.server, shutdown).await?;
     Ok(())
 }
 
