@@ -6,8 +6,8 @@ mod validate;
 pub use id::{UserId, UserIdError};
 pub use validate::{parse_status, parse_status_filter, validate_new_user, NewUser, MAX_NAME_CHARS};
 
-use courier_proto::users::v1 as pb;
 use courier_kit::time::timestamp_from_us;
+use courier_proto::users::v1 as pb;
 
 /// A user's standing. The numbers are the proto enum's, which is also how the store keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
