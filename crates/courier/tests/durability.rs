@@ -1,0 +1,242 @@
+//! Durability and multi-process correctness, with real `courier` processes:
+//!
+//! - SIGKILL under load, repeatedly: every acknowledged operation survives, nothing is half-written
+//!   (`courier ledger check` passes after every crash, and every acknowledged key replays its stored answer).
+//! - Several processes on one PostgreSQL database: 64 concurrent callers spread over them get exactly N approvals,
+//!   and one idempotency key sent to all of them places one hold.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use courier_proto::payments::v1 as pb;
+use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
+use courier_proto::users::v1 as users;
+use courier_proto::users::v1::user_service_client::UserServiceClient;
+use courier_tests::payments::{authorize_request, capture_request, key};
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+const BIN: &str = env!("CARGO_BIN_EXE_courier");
+
+/// A `courier up` process; killed (SIGKILL) on drop.
+struct Server {
+    child: Child,
+    channel: Channel,
+}
+
+impl Server {
+    fn start(store: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(store)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start courier");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("courier: listening on ").map(str::to_owned))
+            .expect("courier printed its address");
+        std::thread::spawn(move || lines.for_each(drop));
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        Self { child, channel }
+    }
+
+    fn payments(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel.clone())
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `courier ledger check` on the same store; panics with its output unless it passes.
+fn ledger_check(store: &[&str]) {
+    let output = Command::new(BIN).args(["ledger", "check"]).args(store).output().expect("run ledger check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("ledger check: ok"),
+        "ledger check failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// An ACTIVE user's account in USD, credited with `funds`.
+async fn funded_account(server: &Server, funds: i64) -> String {
+    let email = format!("{}@example.com", uuid_hex());
+    let user = UserServiceClient::new(server.channel.clone())
+        .create_user(users::CreateUserRequest { name: "Holder".into(), email })
+        .await
+        .expect("create user")
+        .into_inner()
+        .user
+        .expect("user");
+    let mut payments = server.payments();
+    let open = pb::OpenAccountRequest { owner_user_id: user.id, currency: "USD".into(), credit_limit: 0 };
+    let account = payments.open_account(open).await.expect("open").into_inner().account.expect("account");
+    let credit = pb::CreditAccountRequest {
+        account_id: account.id.clone(),
+        amount: funds,
+        currency: "USD".into(),
+        idempotency_key: key(),
+    };
+    payments.credit_account(credit).await.expect("credit");
+    account.id
+}
+
+fn uuid_hex() -> String {
+    key().trim_start_matches("key-").to_owned()
+}
+
+/// What the load acknowledged: authorizations (with the request that made them) and captures.
+#[derive(Default)]
+struct Acknowledged {
+    authorizations: Vec<(pb::AuthorizeRequest, pb::Authorization)>,
+    captures: Vec<(pb::CaptureRequest, pb::Authorization)>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_operation() {
+    const ROUNDS: usize = 4;
+    const ACKS_PER_ROUND: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let store = ["--data-dir", data_dir.as_str()];
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let mut account = None;
+
+    for round in 0..ROUNDS {
+        let server = Server::start(&store);
+        let account_id = match &account {
+            Some(id) => String::clone(id),
+            None => account.insert(funded_account(&server, 1_000_000_000).await).clone(),
+        };
+        verify_acknowledged(&server, &acknowledged).await;
+
+        // Load: 16 callers authorizing, every third capture; stop at the first failure (the kill).
+        let enough = Arc::new(Notify::new());
+        let target = acknowledged.lock().unwrap().authorizations.len() + ACKS_PER_ROUND;
+        let callers: Vec<_> = (0..16)
+            .map(|_| {
+                let (mut payments, account_id) = (server.payments(), account_id.clone());
+                let (acknowledged, enough) = (acknowledged.clone(), enough.clone());
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        let request = authorize_request(&account_id, 1 + n % 7);
+                        let Ok(answer) = payments.authorize(request.clone()).await else { return };
+                        let authorization = answer.into_inner().authorization.unwrap();
+                        let total = {
+                            let mut acked = acknowledged.lock().unwrap();
+                            acked.authorizations.push((request, authorization.clone()));
+                            acked.authorizations.len()
+                        };
+                        if total >= target {
+                            enough.notify_one();
+                        }
+                        if n % 3 == 0 {
+                            let capture = capture_request(&authorization.id, 1);
+                            let Ok(answer) = payments.capture(capture.clone()).await else { return };
+                            let captured = answer.into_inner().authorization.unwrap();
+                            acknowledged.lock().unwrap().captures.push((capture, captured));
+                        }
+                    }
+                })
+            })
+            .collect();
+        enough.notified().await;
+        // SIGKILL while the callers are mid-flight: some operations are queued, some committing.
+        server.kill();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        ledger_check(&store);
+        eprintln!(
+            "round {round}: {} authorizations acknowledged so far",
+            acknowledged.lock().unwrap().authorizations.len()
+        );
+    }
+    let server = Server::start(&store);
+    verify_acknowledged(&server, &acknowledged).await;
+    drop(server);
+    ledger_check(&store);
+}
+
+/// Every acknowledged operation is in the store: its key replays the very answer that was acknowledged.
+async fn verify_acknowledged(server: &Server, acknowledged: &Mutex<Acknowledged>) {
+    let (authorizations, captures) = {
+        let acked = acknowledged.lock().unwrap();
+        (acked.authorizations.clone(), acked.captures.clone())
+    };
+    let mut payments = server.payments();
+    for (request, acked) in authorizations {
+        let replay = payments.authorize(request).await.expect("replay").into_inner().authorization.unwrap();
+        assert_eq!(replay, acked, "an acknowledged authorization was lost or changed");
+    }
+    for (request, acked) in captures {
+        let replay = payments.capture(request).await.expect("replay capture").into_inner().authorization.unwrap();
+        assert_eq!(replay, acked, "an acknowledged capture was lost or changed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_processes_on_one_postgres_approve_exactly_n() {
+    const N: i64 = 50;
+    const AMOUNT: i64 = 10;
+    let Some(database) = courier_tests::Backend::Postgres.database().await else { return };
+    let store = ["--database-url", database.url.as_str()];
+    let servers: Vec<Server> = (0..3).map(|_| Server::start(&store)).collect();
+    let account_id = funded_account(&servers[0], N * AMOUNT).await;
+
+    let callers = (0..64).map(|i| {
+        let (mut payments, account_id) = (servers[i % servers.len()].payments(), account_id.clone());
+        tokio::spawn(async move {
+            let mut approvals = 0;
+            for _ in 0..2 {
+                let answer = payments.authorize(authorize_request(&account_id, AMOUNT)).await.expect("authorize");
+                approvals += i64::from(answer.into_inner().authorization.unwrap().decision() == pb::Decision::Approved);
+            }
+            approvals
+        })
+    });
+    let approvals: i64 = futures::future::try_join_all(callers).await.unwrap().into_iter().sum();
+    assert_eq!(approvals, N, "exactly N approvals across processes");
+    let account = servers[2]
+        .payments()
+        .get_account(pb::GetAccountRequest { account_id: account_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap();
+    assert_eq!((account.held_amount, account.available_amount), (N * AMOUNT, 0));
+
+    // One key, sent to every process at once, places at most one hold and answers one authorization.
+    let other = funded_account(&servers[1], 1_000).await;
+    let request = authorize_request(&other, 7);
+    let same_key = (0..24).map(|i| {
+        let (mut payments, request) = (servers[i % servers.len()].payments(), request.clone());
+        tokio::spawn(async move {
+            payments.authorize(request).await.expect("authorize").into_inner().authorization.unwrap()
+        })
+    });
+    let answers = futures::future::try_join_all(same_key).await.unwrap();
+    assert!(answers.iter().all(|a| a.id == answers[0].id));
+    let other = servers[0].payments().get_account(pb::GetAccountRequest { account_id: other }).await.unwrap();
+    assert_eq!(other.into_inner().account.unwrap().held_amount, 7);
+
+    drop(servers);
+    ledger_check(&store);
+    database.cleanup().await;
+}
