@@ -115,9 +115,9 @@ async fn list_authorizations_filters(backend: Backend) {
     let by_merchant = list(pb::ListAuthorizationsRequest { merchant_id: "m_odd".into(), ..Default::default() }).await;
     assert_eq!(by_merchant.len(), 150);
     let voided = list(pb::ListAuthorizationsRequest { status: pb::AuthorizationStatus::Voided as i32, ..Default::default() }).await;
-    assert_eq!(voided.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), [ids[1].clone()]);
+    assert_eq!(voided.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [ids[1].as_str()]);
     let recent = list(pb::ListAuthorizationsRequest { created_from: Some(timestamp_from_us(before_void + 1)), ..Default::default() }).await;
-    assert_eq!(recent.iter().map(|a| a.id.clone()).collect::<Vec<_>>(), [late.id.clone()]);
+    assert_eq!(recent.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [late.id.as_str()]);
     let early = pb::ListAuthorizationsRequest {
         account_id: first.id.clone(),
         merchant_id: "m_even".into(),
