@@ -35,7 +35,10 @@ async fn events_backlog_then_live_then_resume(backend: Backend) {
     let kinds: Vec<EventType> = seen.iter().map(|e| e.r#type()).collect();
     assert_eq!(kinds, [EventType::AccountOpened, EventType::Credited, EventType::Authorized, EventType::Declined]);
     assert_eq!(seen.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!((seen[2].authorization_id.as_str(), seen[2].amount, seen[2].response_code.as_str()), (held.id.as_str(), 100, "00"));
+    assert_eq!(
+        (seen[2].authorization_id.as_str(), seen[2].amount, seen[2].response_code.as_str()),
+        (held.id.as_str(), 100, "00")
+    );
     assert_eq!(seen[3].response_code, "51");
 
     // Live: a capture made now arrives on the open feed.
@@ -52,7 +55,8 @@ async fn events_backlog_then_live_then_resume(backend: Backend) {
     assert_eq!((next.sequence, next.r#type(), next.amount), (6, EventType::Credited, 7));
     drop(resumed);
 
-    let bad = payments.watch_events(pb::WatchEventsRequest { from_sequence: -1, account_id: "x".into() }).await.unwrap_err();
+    let bad =
+        payments.watch_events(pb::WatchEventsRequest { from_sequence: -1, account_id: "x".into() }).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     server.shutdown().await;
 }
@@ -114,9 +118,15 @@ async fn list_authorizations_filters(backend: Backend) {
     assert!(by_account.iter().all(|a| a.account_id == second.id));
     let by_merchant = list(pb::ListAuthorizationsRequest { merchant_id: "m_odd".into(), ..Default::default() }).await;
     assert_eq!(by_merchant.len(), 150);
-    let voided = list(pb::ListAuthorizationsRequest { status: pb::AuthorizationStatus::Voided as i32, ..Default::default() }).await;
+    let voided =
+        list(pb::ListAuthorizationsRequest { status: pb::AuthorizationStatus::Voided as i32, ..Default::default() })
+            .await;
     assert_eq!(voided.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [ids[1].as_str()]);
-    let recent = list(pb::ListAuthorizationsRequest { created_from: Some(timestamp_from_us(before_void + 1)), ..Default::default() }).await;
+    let recent = list(pb::ListAuthorizationsRequest {
+        created_from: Some(timestamp_from_us(before_void + 1)),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(recent.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [late.id.as_str()]);
     let early = pb::ListAuthorizationsRequest {
         account_id: first.id.clone(),
@@ -171,6 +181,42 @@ async fn authorize_stream_answers_each_message(backend: Backend) {
     }
     assert_eq!(approved, 100, "funded for exactly 100");
     server.assert_ledger_consistent().await;
+    server.shutdown().await;
+}
+
+/// AuthorizeStreamRequest's shape, but with the correlation id as raw bytes, so a test can send one message that
+/// is not valid protobuf for the server (a string field holding invalid UTF-8).
+#[derive(Clone, PartialEq, prost::Message)]
+struct LooseRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    correlation_id: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    request: Option<pb::AuthorizeRequest>,
+}
+
+async fn a_broken_inbound_stream_ends_with_its_error_not_ok(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else { return };
+    let account = funded_account(&server, 1_000, 0).await;
+    let good = |id: &str| LooseRequest { correlation_id: id.into(), request: Some(authorize_request(&account.id, 1)) };
+    let messages =
+        vec![good("a"), good("b"), LooseRequest { correlation_id: vec![0xff, 0xfe], request: None }, good("c")];
+    let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<LooseRequest, pb::AuthorizeStreamResponse>::default();
+    let path = http::uri::PathAndQuery::from_static("/courier.payments.v1.PaymentService/AuthorizeStream");
+    let request = tonic::Request::new(futures::stream::iter(messages));
+    let mut answers = grpc.streaming(request, path, codec).await.unwrap().into_inner();
+    let mut answered = Vec::new();
+    let end = loop {
+        match answers.message().await {
+            Ok(Some(answer)) => answered.push(answer.correlation_id),
+            Ok(None) => break None,
+            Err(status) => break Some(status),
+        }
+    };
+    let end = end.expect("the stream ends with an error status, not OK");
+    assert_ne!(end.code(), Code::Ok);
+    assert!(!answered.contains(&"c".to_string()), "nothing after the broken message is read");
     server.shutdown().await;
 }
 
@@ -255,5 +301,6 @@ on_every_backend!(
     list_authorizations_filters,
     authorize_stream_answers_each_message,
     authorize_stream_reads_no_further_than_its_bound,
+    a_broken_inbound_stream_ends_with_its_error_not_ok,
     batch_capture_summarises,
 );

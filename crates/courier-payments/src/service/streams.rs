@@ -85,12 +85,12 @@ pub(super) fn authorize_stream(
 ) -> Stream_<pb::AuthorizeStreamResponse> {
     let in_flight = api.ledger.config().stream_in_flight.max(1);
     let answers = input
-        // A broken client stream ends ours; what was already answered stays answered.
-        .take_while(|message| future::ready(message.is_ok()))
-        .filter_map(|message| future::ready(message.ok()))
         .map(move |message| {
             let api = api.clone();
             async move {
+                // A broken client stream (undecodable bytes, a reset) ends ours with its status, never a silent OK:
+                // answers not yet sent are found again by their idempotency keys.
+                let message = message?;
                 let result = match &message.request {
                     Some(request) => api.authorize_one(request, "request.").await,
                     None => Err(status::invalid_argument(vec![field_violation("request", "required")])),
@@ -104,7 +104,13 @@ pub(super) fn authorize_stream(
                 })
             }
         })
-        .buffer_unordered(in_flight);
+        .buffer_unordered(in_flight)
+        // The first error is the last item.
+        .scan(false, |failed, item: Result<pb::AuthorizeStreamResponse, Status>| {
+            let emit = (!*failed).then_some(item);
+            *failed = emit.as_ref().is_some_and(Result::is_err);
+            future::ready(emit)
+        });
     Box::pin(answers)
 }
 
@@ -140,20 +146,26 @@ pub(super) async fn batch_capture(
             }
             Err(error) => {
                 summary.failed += 1;
-                if summary.failures.len() < MAX_LISTED_FAILURES {
-                    summary.failures.push(pb::BatchCaptureFailure {
-                        index,
-                        authorization_id,
-                        error: Some(rpc_status(&error)),
-                    });
-                } else {
-                    summary.failures_truncated = true;
-                }
+                let failure = pb::BatchCaptureFailure { index, authorization_id, error: Some(rpc_status(&error)) };
+                keep_first_failures(&mut summary, failure);
             }
         }
     }
     summary.failures.sort_by_key(|failure| failure.index);
     Ok(summary)
+}
+
+/// Items finish out of order, so the list keeps the failures with the lowest indexes, not the first to finish.
+fn keep_first_failures(summary: &mut pb::BatchCaptureResponse, failure: pb::BatchCaptureFailure) {
+    if summary.failures.len() < MAX_LISTED_FAILURES {
+        summary.failures.push(failure);
+        return;
+    }
+    summary.failures_truncated = true;
+    let latest = summary.failures.iter_mut().max_by_key(|f| f.index).expect("the list is full");
+    if failure.index < latest.index {
+        *latest = failure;
+    }
 }
 
 /// A tonic status as the `google.rpc.Status` message, details included (tonic carries them already encoded as
