@@ -3,13 +3,33 @@
 
 Run it through run.sh, which prepares the venv and the generated stubs.
 
-Starts `$COURIER_BIN serve users` on a free port with a throwaway SQLite
-database, then checks from a plain grpcio client:
+Starts `$COURIER_BIN up` (UserService and PaymentService in one process;
+PaymentService asks UserService about account holders on the process's own
+address) on a free port with a throwaway data directory, then checks from
+plain grpcio clients (generated stubs, unary calls without metadata,
+generators and iterators for streams):
   * the UserService contract (courier/users/v1/users.proto), including the
     error codes and the google.rpc.BadRequest details a client relies on;
+  * the PaymentService contract (courier/payments/v1/payments.proto):
+    accounts and balances; Authorize approving, declining with a response
+    code (a normal answer, not an RPC error), replaying by idempotency key and
+    refusing a reused key (ALREADY_EXISTS + google.rpc.ErrorInfo) or a
+    malformed request (INVALID_ARGUMENT + google.rpc.BadRequest); Capture,
+    and Void refused after it (FAILED_PRECONDITION + ErrorInfo);
+    ListAuthorizations; AuthorizeStream (bidirectional: one answer per
+    correlation id, a bad message answered with its own google.rpc.Status
+    while the stream goes on); BatchCapture (client streaming: a summary that
+    lists failed items by index); WatchEvents (server streaming: the whole
+    event log from sequence 1, gap-free and matching what this run did, then
+    a live event);
   * grpc.health.v1.Health, via grpcio-health-checking;
   * server reflection v1alpha (via grpcio-reflection) and v1 (raw call);
   * that SIGTERM shuts the server down gracefully with exit status 0.
+
+Error details are read the way grpcio-status documents it:
+grpc_status.rpc_status.from_call(error), then Any.Unpack into the
+google.rpc.error_details_pb2 types. google.rpc.* comes from
+googleapis-common-protos, never from generated stubs.
 
 Prints one line per check and closes with `N passed, M failed`; exits 1 when
 any check failed.
@@ -18,6 +38,7 @@ any check failed.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import re
 import subprocess
@@ -27,12 +48,14 @@ import textwrap
 import threading
 import time
 import traceback
+import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-# run.sh generates the stubs here, as the package courier.users.v1.
+# run.sh generates the stubs here, as the packages courier.users.v1 and
+# courier.payments.v1 (google.rpc.status_pb2 comes from googleapis-common-protos).
 sys.path.insert(0, str(HERE / "generated"))
 
 import grpc  # noqa: E402
@@ -46,19 +69,36 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (  # no
 )
 from grpc_status import rpc_status  # noqa: E402
 
+from courier.payments.v1 import payments_pb2, payments_pb2_grpc  # noqa: E402
 from courier.users.v1 import users_pb2, users_pb2_grpc  # noqa: E402
 
 SERVICE = "courier.users.v1.UserService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
 USERS_PROTO = "courier/users/v1/users.proto"
 USER_METHODS = {"CreateUser", "GetUser", "ListUsers", "UpdateUserStatus"}
+PAYMENTS_SERVICE = "courier.payments.v1.PaymentService"
+PAYMENTS_PROTO = "courier/payments/v1/payments.proto"
+PAYMENT_METHODS = {
+    "OpenAccount", "GetAccount", "CreditAccount", "UpdateAccountStatus",
+    "Authorize", "Capture", "Void", "GetAuthorization", "ListAuthorizations",
+    "AuthorizeStream", "BatchCapture", "WatchEvents",
+}
 
 # The one stdout line the server prints once it accepts connections.
 READY_LINE = re.compile(r"^courier: listening on (\S+:\d+)$")
-# "usr_" + the 32 hex digits of a UUIDv7: version nibble 7, variant 10xx.
-USER_ID = re.compile(r"^usr_[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}$")
+
+
+def uuid7_id(prefix: str) -> re.Pattern:
+    """prefix + the 32 hex digits of a UUIDv7: version nibble 7, variant 10xx."""
+    return re.compile(rf"^{prefix}[0-9a-f]{{12}}7[0-9a-f]{{3}}[89ab][0-9a-f]{{15}}$")
+
+
+USER_ID = uuid7_id("usr_")
+ACCOUNT_ID = uuid7_id("acct_")
+AUTHORIZATION_ID = uuid7_id("auth_")
 # Well-formed, but never handed out by a fresh server.
 UNKNOWN_ID = "usr_0190f5a0c2b87cc3a1b2c3d4e5f60718"
+UNKNOWN_AUTHORIZATION_ID = "auth_0190f5a0c2b87cc3a1b2c3d4e5f60718"
 
 RPC_TIMEOUT = 5.0  # seconds, for every unary call and every stream
 START_TIMEOUT = 60.0  # a debug build migrating a new database can be slow
@@ -67,6 +107,18 @@ BULK_USERS = 25
 
 ACTIVE = users_pb2.USER_STATUS_ACTIVE
 SUSPENDED = users_pb2.USER_STATUS_SUSPENDED
+
+# The ErrorInfo domain of every PaymentService error reason.
+PAYMENTS_DOMAIN = "payments.courier.dev"
+MERCHANT = "m_interop-python"
+CURRENCY = "USD"
+STREAM_REQUESTS = 50  # AuthorizeStream: this many messages in one stream...
+STREAM_MALFORMED = 25  # ...the one at this index malformed (amount 0)...
+STREAM_DECLINED = 40  # ...and the one at this index above any balance.
+BATCH_GOOD = 5  # BatchCapture: this many held authorizations, plus two bad items
+
+ACCOUNT_ACTIVE = payments_pb2.ACCOUNT_STATUS_ACTIVE
+CAPTURED = payments_pb2.AUTHORIZATION_STATUS_CAPTURED
 
 # A loopback test must never be routed through an http_proxy from the
 # environment, which grpcio would otherwise honour.
@@ -119,6 +171,124 @@ class UserClient:
         return self._stub.UpdateUserStatus(request, timeout=self._timeout).user
 
 
+def new_idempotency_key() -> str:
+    return f"interop-{uuid.uuid4()}"
+
+
+class PaymentClient:
+    """A small wrapper over the generated PaymentServiceStub.
+
+    Money-moving calls take an idempotency key: a fresh one by default, or the
+    caller's, to retry (or replay) a request.
+    """
+
+    def __init__(self, target: str, timeout: float = RPC_TIMEOUT):
+        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = payments_pb2_grpc.PaymentServiceStub(self._channel)
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def open_account(
+        self, owner_user_id: str, currency: str, credit_limit: int = 0
+    ) -> payments_pb2.Account:
+        request = payments_pb2.OpenAccountRequest(
+            owner_user_id=owner_user_id, currency=currency, credit_limit=credit_limit
+        )
+        return self._stub.OpenAccount(request, timeout=self._timeout).account
+
+    def get_account(self, account_id: str) -> payments_pb2.Account:
+        request = payments_pb2.GetAccountRequest(account_id=account_id)
+        return self._stub.GetAccount(request, timeout=self._timeout).account
+
+    def credit_account(
+        self, account_id: str, amount: int, currency: str, idempotency_key: str | None = None
+    ) -> payments_pb2.CreditAccountResponse:
+        request = payments_pb2.CreditAccountRequest(
+            account_id=account_id,
+            amount=amount,
+            currency=currency,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return self._stub.CreditAccount(request, timeout=self._timeout)
+
+    def authorize(
+        self,
+        account_id: str,
+        amount: int,
+        currency: str,
+        merchant_id: str = MERCHANT,
+        idempotency_key: str | None = None,
+        description: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> payments_pb2.Authorization:
+        """Returns the authorization, approved or declined: a decline is no error."""
+        request = payments_pb2.AuthorizeRequest(
+            idempotency_key=idempotency_key or new_idempotency_key(),
+            account_id=account_id,
+            merchant_id=merchant_id,
+            amount=amount,
+            currency=currency,
+            description=description,
+            metadata=metadata or {},
+        )
+        return self._stub.Authorize(request, timeout=self._timeout).authorization
+
+    def capture(
+        self, authorization_id: str, amount: int = 0, idempotency_key: str | None = None
+    ) -> payments_pb2.Authorization:
+        """Captures `amount` of the hold; 0 captures all of it."""
+        request = payments_pb2.CaptureRequest(
+            authorization_id=authorization_id,
+            amount=amount,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return self._stub.Capture(request, timeout=self._timeout).authorization
+
+    def void(
+        self, authorization_id: str, idempotency_key: str | None = None
+    ) -> payments_pb2.Authorization:
+        request = payments_pb2.VoidRequest(
+            authorization_id=authorization_id,
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return self._stub.Void(request, timeout=self._timeout).authorization
+
+    def get_authorization(self, authorization_id: str) -> payments_pb2.Authorization:
+        request = payments_pb2.GetAuthorizationRequest(authorization_id=authorization_id)
+        return self._stub.GetAuthorization(request, timeout=self._timeout).authorization
+
+    def list_authorizations(self, account_id: str = "", status: int = 0):
+        """Returns the response stream of ListAuthorizationsResponse."""
+        request = payments_pb2.ListAuthorizationsRequest(account_id=account_id, status=status)
+        return self._stub.ListAuthorizations(request, timeout=self._timeout)
+
+    def authorize_stream(self, requests: Iterator[payments_pb2.AuthorizeStreamRequest]):
+        """Sends what the iterator yields; returns the stream of answers.
+
+        The stream is half-closed when the iterator is exhausted. Answers come
+        in completion order: pair them with requests by correlation id.
+        """
+        return self._stub.AuthorizeStream(requests, timeout=self._timeout)
+
+    def batch_capture(
+        self, captures: Iterable[payments_pb2.CaptureRequest]
+    ) -> payments_pb2.BatchCaptureResponse:
+        def requests():
+            for capture in captures:
+                yield payments_pb2.BatchCaptureRequest(capture=capture)
+
+        return self._stub.BatchCapture(requests(), timeout=self._timeout)
+
+    def watch_events(self, from_sequence: int = 1, account_id: str = "", timeout: float | None = None):
+        """Returns the event stream. It never ends by itself (after the backlog
+        it follows new commits): read what you need, then cancel() it. The
+        timeout bounds the whole call."""
+        request = payments_pb2.WatchEventsRequest(from_sequence=from_sequence, account_id=account_id)
+        return self._stub.WatchEvents(request, timeout=timeout or self._timeout)
+
+
 # --------------------------------------------------------------------------
 # The server under test.
 
@@ -129,11 +299,8 @@ class Server:
     def __init__(self, binary: str, data_dir: Path):
         self._stderr_path = data_dir / "server.stderr"
         self._stderr = open(self._stderr_path, "wb")
-        self.argv = [
-            binary, "serve", "users",
-            "--listen", "127.0.0.1:0",
-            "--database-url", f"sqlite://{data_dir}/users.db",
-        ]
+        # Every service in one process, its SQLite store under data_dir.
+        self.argv = [binary, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -285,6 +452,116 @@ def expect_rpc_error(code: grpc.StatusCode, fn: Callable, *args) -> grpc.RpcErro
     raise AssertionError(f"expected {code.name}, but the call succeeded")
 
 
+def code_name(code: int) -> str:
+    """The name of a google.rpc.Status code (the numbers are grpc.StatusCode's)."""
+    names = {c.value[0]: c.name for c in grpc.StatusCode}
+    return names.get(code, f"code {code}")
+
+
+def rich_status(error: grpc.RpcError):
+    """The google.rpc.Status in an RPC error's grpc-status-details-bin trailer."""
+    # Raises ValueError if the Status in the trailer disagrees with the call's
+    # own code or message, which grpc clients treat as an error.
+    status = rpc_status.from_call(error)
+    assert status is not None, "no grpc-status-details-bin trailer"
+    return status
+
+
+def unpack_details(status, message_type) -> list:
+    """The details of one type among a google.rpc.Status's details, unpacked."""
+    found = []
+    for detail in status.details:
+        if detail.Is(message_type.DESCRIPTOR):
+            message = message_type()
+            detail.Unpack(message)
+            found.append(message)
+    return found
+
+
+def field_violations(status) -> list:
+    """Every google.rpc.BadRequest field violation of a status; at least one."""
+    violations = [
+        v
+        for bad_request in unpack_details(status, error_details_pb2.BadRequest)
+        for v in bad_request.field_violations
+    ]
+    assert violations, (
+        f"no google.rpc.BadRequest among the details: {[d.type_url for d in status.details]}"
+    )
+    assert all(v.description for v in violations), "a field violation has no description"
+    return violations
+
+
+def error_reason(status) -> str:
+    """The reason of the one google.rpc.ErrorInfo of a PaymentService error."""
+    infos = unpack_details(status, error_details_pb2.ErrorInfo)
+    assert len(infos) == 1, (
+        f"want one google.rpc.ErrorInfo among the details, found {len(infos)}: "
+        f"{[d.type_url for d in status.details]}"
+    )
+    assert infos[0].domain == PAYMENTS_DOMAIN, f"ErrorInfo domain {infos[0].domain!r}"
+    return infos[0].reason
+
+
+def assert_balances(account: payments_pb2.Account, *, posted: int, held: int, what: str) -> None:
+    """The account's balances are these (and available follows from them)."""
+    got = (account.posted_balance, account.held_amount, account.available_amount)
+    want = (posted, held, posted + account.credit_limit - held)
+    assert got == want, (
+        f"{what}: (posted, held, available) = {got}, want {want} "
+        f"(credit_limit {account.credit_limit})"
+    )
+
+
+def assert_approved(auth: payments_pb2.Authorization, account_id: str, amount: int) -> None:
+    """An approved authorization of `amount` whose hold is open."""
+    assert AUTHORIZATION_ID.match(auth.id), (
+        f"id {auth.id!r} is not 'auth_' + 32 lowercase hex digits of a UUIDv7"
+    )
+    got = (
+        auth.account_id, auth.amount, payments_pb2.Decision.Name(auth.decision),
+        auth.response_code, payments_pb2.AuthorizationStatus.Name(auth.status), auth.held_amount,
+    )
+    want = (account_id, amount, "DECISION_APPROVED", "00", "AUTHORIZATION_STATUS_HELD", amount)
+    assert got == want, f"(account, amount, decision, code, status, held) = {got}, want {want}"
+    assert auth.decline_reason == payments_pb2.DECLINE_REASON_UNSPECIFIED, (
+        f"approved with decline reason {payments_pb2.DeclineReason.Name(auth.decline_reason)}"
+    )
+    assert auth.HasField("expires_at"), "an open hold has no expires_at"
+    assert auth.expires_at.ToNanoseconds() > auth.created_at.ToNanoseconds(), (
+        f"expires_at {auth.expires_at.ToJsonString()} is not after created_at "
+        f"{auth.created_at.ToJsonString()}"
+    )
+
+
+def assert_declined(auth: payments_pb2.Authorization, account_id: str, amount: int, code: str) -> None:
+    """A declined authorization with response code `code`: no hold, no expiry."""
+    got = (
+        auth.account_id, auth.amount, payments_pb2.Decision.Name(auth.decision),
+        auth.response_code, payments_pb2.AuthorizationStatus.Name(auth.status), auth.held_amount,
+    )
+    want = (account_id, amount, "DECISION_DECLINED", code, "AUTHORIZATION_STATUS_DECLINED", 0)
+    assert got == want, f"(account, amount, decision, code, status, held) = {got}, want {want}"
+    assert not auth.HasField("expires_at"), f"a decline has expires_at {auth.expires_at.ToJsonString()}"
+
+
+def event_key(event: payments_pb2.Event) -> tuple:
+    """What an event says, without its sequence and time, for comparisons."""
+    return (
+        payments_pb2.EventType.Name(event.type), event.account_id, event.authorization_id,
+        event.amount, event.currency, event.response_code,
+    )
+
+
+def expected_event(
+    kind: int, account_id: str, authorization_id: str = "", amount: int = 0, response_code: str = ""
+) -> tuple:
+    """An event_key() as this run's own calls predict it."""
+    return (
+        payments_pb2.EventType.Name(kind), account_id, authorization_id, amount, CURRENCY, response_code,
+    )
+
+
 def ids(responses) -> list[str]:
     return [r.user.id for r in responses]
 
@@ -348,21 +625,51 @@ class Checks:
 
 
 class InteropChecks:
-    """The checks against one running server, sharing the users they create."""
+    """The checks against one running server, sharing what they create."""
 
     def __init__(self, target: str):
         self.target = target
         self.client = UserClient(target)
+        self.payments = PaymentClient(target)
         self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.ada: users_pb2.User | None = None
         # Every user this run created, in creation order; the database is new,
         # so these are exactly the users the server holds.
         self.created: list[users_pb2.User] = []
         self.all_ids: list[str] = []
+        self.suspended_id: str | None = None
+
+        # PaymentService. The account of the unary checks, and what they did.
+        self.holder: users_pb2.User | None = None
+        self.account: payments_pb2.Account | None = None
+        self.credited: payments_pb2.CreditAccountResponse | None = None
+        self.approved: payments_pb2.Authorization | None = None
+        self.approved_args: dict = {}  # the Authorize arguments of `approved`
+        self.declined: payments_pb2.Authorization | None = None
+        self.captured: payments_pb2.Authorization | None = None
+        # The account of the stream checks, and the holds AuthorizeStream placed
+        # on it (in request order), which BatchCapture then captures.
+        self.stream_account: payments_pb2.Account | None = None
+        self.stream_held: list[payments_pb2.Authorization] = []
+        self.stream_auth_ids: set[str] = set()
+        self.batch_captured: list[payments_pb2.Authorization] = []
+        # The event log WatchEvents must replay, as groups in commit order: a
+        # group is one call's events in order, or (unordered) the events of the
+        # concurrent items of one stream, which commit in any order. The store
+        # is new, so these are all its events, from sequence 1.
+        self.event_groups: list[tuple[bool, list[tuple]]] = []
 
     def close(self) -> None:
         self.client.close()
+        self.payments.close()
         self.channel.close()
+
+    def expect_events(self, *events: tuple, ordered: bool = True) -> None:
+        """Records events this run caused, for the WatchEvents check."""
+        self.event_groups.append((ordered, list(events)))
+
+    def expected_event_count(self) -> int:
+        return sum(len(events) for _, events in self.event_groups)
 
     # -- UserService -------------------------------------------------------
 
@@ -402,23 +709,8 @@ class InteropChecks:
             grpc.StatusCode.INVALID_ARGUMENT,
             self.client.create_user, "", "nobody@example.com",
         )
-        # Raises ValueError if the Status in the trailer disagrees with the
-        # call's own code or message, which grpc clients treat as an error.
-        status = rpc_status.from_call(e)
-        assert status is not None, "no grpc-status-details-bin trailer"
-        violations = []
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad_request = error_details_pb2.BadRequest()
-                detail.Unpack(bad_request)
-                violations.extend(bad_request.field_violations)
-        assert violations, (
-            f"no google.rpc.BadRequest among the details: "
-            f"{[d.type_url for d in status.details]}"
-        )
-        fields = [v.field for v in violations]
+        fields = [v.field for v in field_violations(rich_status(e))]
         assert "name" in fields, f"BadRequest names fields {fields}, not 'name'"
-        assert all(v.description for v in violations), "a field violation has no description"
 
     def create_duplicate_email(self) -> None:
         need(self.ada, "the user from CreateUser")
@@ -477,6 +769,7 @@ class InteropChecks:
         target = all_ids[7]
         before = next(u for u in self.created if u.id == target)
         user = self.client.update_user_status(target, SUSPENDED)
+        self.suspended_id = target
         assert user.id == target, f"UpdateUserStatus returned user {user.id}"
         assert user.status == SUSPENDED, (
             f"UpdateUserStatus returned status {users_pb2.UserStatus.Name(user.status)}"
@@ -494,6 +787,430 @@ class InteropChecks:
         assert active == want_active, "ListUsers(ACTIVE): " + describe_difference(
             active, want_active
         )
+
+    # -- PaymentService: accounts ------------------------------------------
+
+    def open_account(self) -> None:
+        before = time.time()
+        holder = self.client.create_user("Grace Hopper", "grace@example.com")
+        self.created.append(holder)
+        assert holder.status == ACTIVE, f"new user is {users_pb2.UserStatus.Name(holder.status)}"
+        account = self.payments.open_account(holder.id, CURRENCY)
+        assert ACCOUNT_ID.match(account.id), (
+            f"id {account.id!r} is not 'acct_' + 32 lowercase hex digits of a UUIDv7"
+        )
+        assert account.owner_user_id == holder.id, f"owner_user_id {account.owner_user_id!r}"
+        assert account.currency == CURRENCY, f"currency {account.currency!r}"
+        assert account.status == ACCOUNT_ACTIVE, (
+            f"status {payments_pb2.AccountStatus.Name(account.status)}"
+        )
+        assert account.credit_limit == 0, f"credit_limit {account.credit_limit}, asked for 0"
+        assert_balances(account, posted=0, held=0, what="a new account")
+        assert account.HasField("created_at"), "created_at not set"
+        created = account.created_at.ToNanoseconds() / 1e9
+        assert abs(created - before) < 300, (
+            f"created_at {account.created_at.ToJsonString()} is far from now"
+        )
+        self.holder, self.account = holder, account
+        self.expect_events(expected_event(payments_pb2.EVENT_TYPE_ACCOUNT_OPENED, account.id))
+
+    def open_account_refused(self) -> None:
+        suspended = need(self.suspended_id, "the user suspended by the UpdateUserStatus check")
+        e = expect_rpc_error(
+            grpc.StatusCode.FAILED_PRECONDITION, self.payments.open_account, suspended, CURRENCY
+        )
+        reason = error_reason(rich_status(e))
+        assert reason == "OWNER_NOT_ACTIVE", f"ErrorInfo reason {reason!r}"
+        expect_rpc_error(grpc.StatusCode.NOT_FOUND, self.payments.open_account, UNKNOWN_ID, CURRENCY)
+
+    def credit_account(self) -> None:
+        account = need(self.account, "the account from OpenAccount")
+        key = new_idempotency_key()
+        credited = self.payments.credit_account(account.id, 10_000, CURRENCY, key)
+        assert credited.account.id == account.id, f"credited account {credited.account.id}"
+        assert_balances(credited.account, posted=10_000, held=0, what="after crediting 10000")
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_CREDITED, account.id, amount=10_000)
+        )
+        # Sequences are gap-free from 1, and this run caused every event so far.
+        want = self.expected_event_count()
+        assert credited.event_sequence == want, (
+            f"event_sequence {credited.event_sequence}, want {want} (OPENED, then this CREDITED)"
+        )
+        self.credited = credited
+        # A retry with the same key answers the stored result and credits nothing.
+        replay = self.payments.credit_account(account.id, 10_000, CURRENCY, key)
+        assert replay == credited, f"a replay answered\n{replay}\nthe first call\n{credited}"
+
+    def get_account(self) -> None:
+        credited = need(self.credited, "the response of CreditAccount")
+        account = self.payments.get_account(credited.account.id)
+        assert account == credited.account, (
+            f"GetAccount returned\n{account}\nbut CreditAccount answered\n{credited.account}"
+        )
+        assert_balances(account, posted=10_000, held=0, what="GetAccount after the credit")
+        expect_rpc_error(
+            grpc.StatusCode.NOT_FOUND,
+            self.payments.get_account, "acct_0190f5a0c2b87cc3a1b2c3d4e5f60718",
+        )
+
+    # -- PaymentService: authorizations -------------------------------------
+
+    def authorize_approved(self) -> None:
+        account = need(self.credited, "the credited account").account
+        args = dict(
+            account_id=account.id, amount=2_500, currency=CURRENCY, merchant_id=MERCHANT,
+            idempotency_key=new_idempotency_key(),
+            description="interop: approved", metadata={"order": "A-1"},
+        )
+        auth = self.payments.authorize(**args)
+        assert_approved(auth, account.id, 2_500)
+        assert auth.available_after == 7_500, f"available_after {auth.available_after}, want 7500"
+        assert auth.merchant_id == MERCHANT, f"merchant_id {auth.merchant_id!r}"
+        assert auth.currency == CURRENCY, f"currency {auth.currency!r}"
+        assert auth.captured_amount == 0, f"captured_amount {auth.captured_amount}"
+        assert not auth.HasField("resolved_at"), "an open hold has resolved_at"
+        assert auth.description == "interop: approved", f"description {auth.description!r}"
+        assert dict(auth.metadata) == {"order": "A-1"}, f"metadata {dict(auth.metadata)}"
+        # The hold lasts days (hold_ttl, 7 days by default), not seconds.
+        ttl = (auth.expires_at.ToNanoseconds() - auth.created_at.ToNanoseconds()) / 1e9
+        assert ttl > 3600, f"the hold expires {ttl:.0f} s after it was placed"
+        assert_balances(
+            self.payments.get_account(account.id), posted=10_000, held=2_500,
+            what="GetAccount after the hold",
+        )
+        self.approved, self.approved_args = auth, args
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_AUTHORIZED, account.id, auth.id, 2_500, "00")
+        )
+
+    def authorize_declined(self) -> None:
+        approved = need(self.approved, "the approved authorization")
+        account_id = approved.account_id
+        # A decline is an answer with status OK: the client raises on any other
+        # status, which this check would report as an unexpected RPC error.
+        auth = self.payments.authorize(account_id, 1_000_000, CURRENCY)
+        assert_declined(auth, account_id, 1_000_000, "51")
+        assert auth.decline_reason == payments_pb2.DECLINE_REASON_INSUFFICIENT_FUNDS, (
+            f"decline_reason {payments_pb2.DeclineReason.Name(auth.decline_reason)}"
+        )
+        assert auth.available_after == 7_500, f"available_after {auth.available_after}, want 7500"
+        assert_balances(
+            self.payments.get_account(account_id), posted=10_000, held=2_500,
+            what="GetAccount after the decline",
+        )
+        self.declined = auth
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_DECLINED, account_id, auth.id, 1_000_000, "51")
+        )
+
+    def authorize_replay(self) -> None:
+        approved = need(self.approved, "the approved authorization")
+        again = self.payments.authorize(**self.approved_args)
+        assert again.id == approved.id, f"a replay answered {again.id}, first {approved.id}"
+        assert again == approved, f"a replay answered\n{again}\nthe first call\n{approved}"
+        assert_balances(
+            self.payments.get_account(approved.account_id), posted=10_000, held=2_500,
+            what="GetAccount after the replay (no second hold)",
+        )
+
+    def authorize_key_reused(self) -> None:
+        approved = need(self.approved, "the approved authorization")
+        other = dict(self.approved_args, amount=2_600)
+        e = expect_rpc_error(
+            grpc.StatusCode.ALREADY_EXISTS, functools.partial(self.payments.authorize, **other)
+        )
+        reason = error_reason(rich_status(e))
+        assert reason == "IDEMPOTENCY_KEY_REUSED", f"ErrorInfo reason {reason!r}"
+        assert_balances(
+            self.payments.get_account(approved.account_id), posted=10_000, held=2_500,
+            what="GetAccount after the refused request",
+        )
+
+    def authorize_malformed(self) -> None:
+        account = need(self.account, "the account from OpenAccount")
+        e = expect_rpc_error(
+            grpc.StatusCode.INVALID_ARGUMENT, self.payments.authorize, account.id, 0, "usd"
+        )
+        fields = sorted(v.field for v in field_violations(rich_status(e)))
+        assert fields == ["amount", "currency"], (
+            f"BadRequest names fields {fields}, want ['amount', 'currency']"
+        )
+
+    def capture_partial(self) -> None:
+        need(self.approved, "the approved authorization")
+        account_id = self.approved.account_id
+        held = self.payments.authorize(account_id, 3_000, CURRENCY)
+        assert_approved(held, account_id, 3_000)
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_AUTHORIZED, account_id, held.id, 3_000, "00")
+        )
+        captured = self.payments.capture(held.id, 1_000)
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_CAPTURED, account_id, held.id, 1_000)
+        )
+        assert captured.id == held.id, f"Capture answered authorization {captured.id}"
+        assert captured.status == CAPTURED, (
+            f"status {payments_pb2.AuthorizationStatus.Name(captured.status)}"
+        )
+        assert captured.captured_amount == 1_000, f"captured_amount {captured.captured_amount}"
+        assert captured.held_amount == 3_000, (
+            f"held_amount {captured.held_amount}, want the 3000 placed"
+        )
+        assert captured.HasField("resolved_at"), "a captured authorization has no resolved_at"
+        got = self.payments.get_authorization(held.id)
+        assert got == captured, f"GetAuthorization returned\n{got}\nCapture answered\n{captured}"
+        # 1000 posted; the other 2000 of the hold released; the first hold stays.
+        assert_balances(
+            self.payments.get_account(account_id), posted=9_000, held=2_500,
+            what="GetAccount after capturing 1000 of 3000",
+        )
+        self.captured = captured
+
+    def void_after_capture(self) -> None:
+        captured = need(self.captured, "the authorization captured by the Capture check")
+        e = expect_rpc_error(grpc.StatusCode.FAILED_PRECONDITION, self.payments.void, captured.id)
+        reason = error_reason(rich_status(e))
+        assert reason == "ALREADY_CAPTURED", f"ErrorInfo reason {reason!r}"
+        got = self.payments.get_authorization(captured.id)
+        assert got == captured, f"after the refused Void:\n{got}\nwant it unchanged:\n{captured}"
+        assert_balances(
+            self.payments.get_account(captured.account_id), posted=9_000, held=2_500,
+            what="GetAccount after the refused Void",
+        )
+
+    # -- PaymentService: streams --------------------------------------------
+
+    def authorize_stream(self) -> None:
+        holder = need(self.holder, "the account holder from the OpenAccount check")
+        account = self.payments.open_account(holder.id, CURRENCY)
+        self.expect_events(expected_event(payments_pb2.EVENT_TYPE_ACCOUNT_OPENED, account.id))
+        funds = 1_000_000
+        self.payments.credit_account(account.id, funds, CURRENCY)
+        self.expect_events(expected_event(payments_pb2.EVENT_TYPE_CREDITED, account.id, amount=funds))
+        self.stream_account = account
+
+        sent: dict[str, payments_pb2.AuthorizeRequest] = {}
+
+        def requests():
+            for i in range(STREAM_REQUESTS):
+                if i == STREAM_MALFORMED:
+                    amount = 0
+                elif i == STREAM_DECLINED:
+                    amount = 2 * funds
+                else:
+                    amount = 1_000 + i
+                request = payments_pb2.AuthorizeRequest(
+                    idempotency_key=new_idempotency_key(), account_id=account.id,
+                    merchant_id=MERCHANT, amount=amount, currency=CURRENCY,
+                )
+                correlation_id = f"corr-{i:02d}"
+                sent[correlation_id] = request
+                yield payments_pb2.AuthorizeStreamRequest(
+                    correlation_id=correlation_id, request=request
+                )
+
+        responses = self.payments.authorize_stream(requests())
+        answers = list(responses)  # raises if the stream ends with an error status
+        assert responses.code() == grpc.StatusCode.OK, f"the stream ended {responses.code()}"
+
+        counts = collections.Counter(a.correlation_id for a in answers)
+        dupes = sorted(c for c, n in counts.items() if n > 1)
+        unknown = sorted(c for c in counts if c not in sent)
+        missing = sorted(c for c in sent if c not in counts)
+        assert len(sent) == STREAM_REQUESTS, f"the generator sent {len(sent)} requests"
+        assert not (dupes or unknown or missing), (
+            f"{len(answers)} answers to {len(sent)} requests: answered more than once "
+            f"{dupes[:5]}, unknown correlation ids {unknown[:5]}, unanswered {missing[:5]}"
+        )
+
+        by_id = {a.correlation_id: a for a in answers}
+        approved, events = [], []
+        for i in range(STREAM_REQUESTS):
+            correlation_id = f"corr-{i:02d}"
+            answer, request = by_id[correlation_id], sent[correlation_id]
+            kind = answer.WhichOneof("result")
+            if i == STREAM_MALFORMED:
+                assert kind == "error", f"{correlation_id} (amount 0) answered {kind}: {answer}"
+                assert code_name(answer.error.code) == "INVALID_ARGUMENT", (
+                    f"{correlation_id}: error code {code_name(answer.error.code)}, want INVALID_ARGUMENT"
+                )
+                fields = [v.field for v in field_violations(answer.error)]
+                assert fields == ["request.amount"], f"{correlation_id}: BadRequest fields {fields}"
+                continue
+            assert kind == "authorization", (
+                f"{correlation_id} answered {kind}: {answer.error if kind == 'error' else answer}"
+            )
+            auth = answer.authorization
+            try:
+                if i == STREAM_DECLINED:
+                    assert_declined(auth, account.id, request.amount, "51")
+                    events.append(expected_event(
+                        payments_pb2.EVENT_TYPE_DECLINED, account.id, auth.id, request.amount, "51"
+                    ))
+                else:
+                    assert_approved(auth, account.id, request.amount)
+                    approved.append(auth)
+                    events.append(expected_event(
+                        payments_pb2.EVENT_TYPE_AUTHORIZED, account.id, auth.id, request.amount, "00"
+                    ))
+            except AssertionError as e:
+                raise AssertionError(f"{correlation_id}: {e}") from None
+        self.expect_events(*events, ordered=False)
+
+        auth_ids = [a.authorization.id for a in answers if a.WhichOneof("result") == "authorization"]
+        assert len(set(auth_ids)) == len(auth_ids), "two requests answered the same authorization"
+        held = sum(a.amount for a in approved)
+        assert_balances(
+            self.payments.get_account(account.id), posted=funds, held=held,
+            what=f"GetAccount after {len(approved)} holds on the stream",
+        )
+        self.stream_held = approved
+        self.stream_auth_ids = set(auth_ids)
+
+    def batch_capture(self) -> None:
+        holds = need(self.stream_held, "the holds placed by the AuthorizeStream check")[:BATCH_GOOD]
+        captured_before = need(self.captured, "the authorization captured by the Capture check")
+        account = self.stream_account
+        assert len(holds) == BATCH_GOOD, f"only {len(holds)} holds to capture"
+        # Whole holds (amount 0) but for one partial; the failures mid-batch.
+        amounts = [0, 500, 0, 0, 0]
+        items: list[tuple[str, int]] = [(h.id, a) for h, a in zip(holds, amounts)]
+        items.insert(2, (UNKNOWN_AUTHORIZATION_ID, 0))
+        items.insert(5, (captured_before.id, 0))
+        captures = [
+            payments_pb2.CaptureRequest(
+                authorization_id=auth_id, amount=amount, idempotency_key=new_idempotency_key()
+            )
+            for auth_id, amount in items
+        ]
+        before = self.payments.get_account(account.id)
+
+        summary = self.payments.batch_capture(iter(captures))
+
+        want_amounts = [a or h.amount for h, a in zip(holds, amounts)]
+        got = (summary.captured, summary.failed, summary.captured_amount, summary.failures_truncated)
+        want = (BATCH_GOOD, 2, sum(want_amounts), False)
+        assert got == want, f"(captured, failed, captured_amount, truncated) = {got}, want {want}"
+        failures = [(f.index, f.authorization_id, code_name(f.error.code)) for f in summary.failures]
+        want_failures = [
+            (2, UNKNOWN_AUTHORIZATION_ID, "NOT_FOUND"),
+            (5, captured_before.id, "FAILED_PRECONDITION"),
+        ]
+        assert failures == want_failures, (
+            f"failures (index, authorization_id, code) {failures}, want {want_failures}"
+        )
+        reason = error_reason(summary.failures[1].error)
+        assert reason == "ALREADY_CAPTURED", f"failure #5: ErrorInfo reason {reason!r}"
+        assert summary.failures[0].error.message, "failure #2 has no message"
+
+        captured = []
+        for hold, amount in zip(holds, want_amounts):
+            auth = self.payments.get_authorization(hold.id)
+            assert (auth.status, auth.captured_amount) == (CAPTURED, amount), (
+                f"{hold.id} after the batch: {payments_pb2.AuthorizationStatus.Name(auth.status)}, "
+                f"captured {auth.captured_amount}, want CAPTURED {amount}"
+            )
+            captured.append(auth)
+        assert_balances(
+            self.payments.get_account(account.id),
+            posted=before.posted_balance - sum(want_amounts),
+            held=before.held_amount - sum(h.amount for h in holds),
+            what="GetAccount after the batch",
+        )
+        self.batch_captured = captured
+        self.expect_events(
+            *(
+                expected_event(payments_pb2.EVENT_TYPE_CAPTURED, account.id, h.id, amount)
+                for h, amount in zip(holds, want_amounts)
+            ),
+            ordered=False,
+        )
+
+    def list_authorizations(self) -> None:
+        unary = [
+            need(self.approved, "the approved authorization"),
+            need(self.declined, "the declined authorization"),
+            need(self.captured, "the authorization captured by the Capture check"),
+        ]
+        need(self.stream_auth_ids, "the authorizations of the AuthorizeStream check")
+        # The unary checks' account: exactly its three, in creation order, as
+        # they stand now; none of the other account's.
+        first = self.approved.account_id
+        listed = [r.authorization for r in self.payments.list_authorizations(account_id=first)]
+        got = [a.id for a in listed]
+        want = [a.id for a in unary]
+        assert got == want, f"account filter: {describe_difference(got, want)}"
+        statuses = [payments_pb2.AuthorizationStatus.Name(a.status) for a in listed]
+        want_statuses = [
+            "AUTHORIZATION_STATUS_HELD", "AUTHORIZATION_STATUS_DECLINED",
+            "AUTHORIZATION_STATUS_CAPTURED",
+        ]
+        assert statuses == want_statuses, f"statuses {statuses}, want {want_statuses}"
+        assert listed[2] == self.captured, f"listed\n{listed[2]}\nbut Capture answered\n{self.captured}"
+        # The stream's account: every answer of the stream (approved or
+        # declined), each once, in creation order (ids sort by creation time).
+        second = self.stream_account.id
+        listed = [r.authorization for r in self.payments.list_authorizations(account_id=second)]
+        got = [a.id for a in listed]
+        want = sorted(self.stream_auth_ids)
+        assert got == want, f"account filter: {describe_difference(got, want)}"
+        times = [a.created_at.ToNanoseconds() for a in listed]
+        assert times == sorted(times), "created_at goes back in time along the listing"
+
+    def watch_events(self) -> None:
+        need(self.batch_captured, "the checks that caused the events, up to BatchCapture")
+        want_count = self.expected_event_count()
+        stream = self.payments.watch_events(from_sequence=1, timeout=RPC_TIMEOUT)
+        events: list[payments_pb2.Event] = []
+        try:
+            for response in stream:
+                events.append(response.event)
+                if response.event.sequence >= want_count:
+                    break
+        except grpc.RpcError as e:
+            raise AssertionError(
+                f"the stream failed with {e.code().name} ({e.details()!r}) after "
+                f"{len(events)} of {want_count} events"
+            ) from None
+        finally:
+            stream.cancel()  # it would follow new commits until the deadline
+        sequences = [e.sequence for e in events]
+        assert sequences == list(range(1, want_count + 1)), (
+            f"sequences {sequences[:3]}...{sequences[-3:]} ({len(sequences)}), want 1..{want_count}"
+        )
+        assert all(e.HasField("occurred_at") for e in events), "an event has no occurred_at"
+        at = 0
+        for ordered, group in self.event_groups:
+            got = [event_key(e) for e in events[at:at + len(group)]]
+            want = group if ordered else sorted(group)
+            if not ordered:
+                got = sorted(got)
+            assert got == want, (
+                f"events {at + 1}..{at + len(group)}:\n  got  {got[:3]}\n  want {want[:3]}"
+            )
+            at += len(group)
+        credited = self.credited
+        assert event_key(events[credited.event_sequence - 1])[0] == "EVENT_TYPE_CREDITED", (
+            f"event {credited.event_sequence}, named by CreditAccount, is not its CREDITED"
+        )
+
+    def watch_events_live(self) -> None:
+        account = need(self.account, "the account from OpenAccount")
+        last = need(self.expected_event_count(), "the events of the earlier checks")
+        stream = self.payments.watch_events(from_sequence=last + 1, timeout=RPC_TIMEOUT)
+        try:
+            credited = self.payments.credit_account(account.id, 1, CURRENCY)
+            self.expect_events(expected_event(payments_pb2.EVENT_TYPE_CREDITED, account.id, amount=1))
+            event = next(stream).event
+        finally:
+            stream.cancel()
+        assert credited.event_sequence == last + 1, (
+            f"CreditAccount's event_sequence {credited.event_sequence}, want {last + 1}"
+        )
+        assert event.sequence == last + 1, f"the watcher got sequence {event.sequence}, want {last + 1}"
+        got, want = event_key(event), self.event_groups[-1][1][0]
+        assert got == want, f"the watcher got {got}, want {want}"
 
     # -- grpc.health.v1 ----------------------------------------------------
 
@@ -544,6 +1261,28 @@ class InteropChecks:
         user = pool.FindMessageTypeByName("courier.users.v1.User")
         created_at = user.fields_by_name["created_at"]
         assert created_at.message_type.full_name == "google.protobuf.Timestamp"
+
+    def reflection_v1alpha_payments(self) -> None:
+        pool = DescriptorPool(self._reflection_db(self.channel))
+        service = pool.FindServiceByName(PAYMENTS_SERVICE)
+        assert service.file.name == PAYMENTS_PROTO, f"service defined in {service.file.name}"
+        methods = set(service.methods_by_name)
+        assert methods == PAYMENT_METHODS, f"methods {sorted(methods)}"
+        streaming = {}
+        for name in ("ListAuthorizations", "AuthorizeStream", "BatchCapture", "WatchEvents"):
+            method = descriptor_pb2.MethodDescriptorProto()
+            service.methods_by_name[name].CopyToProto(method)
+            streaming[name] = (method.client_streaming, method.server_streaming)
+        want = {
+            "ListAuthorizations": (False, True), "AuthorizeStream": (True, True),
+            "BatchCapture": (True, False), "WatchEvents": (False, True),
+        }
+        assert streaming == want, f"(client, server) streaming {streaming}, want {want}"
+        # The import of google/rpc/status.proto resolves from the server too.
+        answer = pool.FindMessageTypeByName("courier.payments.v1.AuthorizeStreamResponse")
+        error = answer.fields_by_name["error"].message_type
+        assert error.full_name == "google.rpc.Status", f"error is a {error.full_name}"
+        assert error.file.name == "google/rpc/status.proto", f"google.rpc.Status in {error.file.name}"
 
     def reflection_v1(self) -> None:
         # grpcio-reflection ships stubs for v1alpha only. The v1 messages are
@@ -614,11 +1353,29 @@ def main() -> int:
                     ("ListUsers pages of 10 resume by token without gaps or duplicates", s.list_pages),
                     ("ListUsers resumes after a cancelled stream", s.list_resume_after_cancel),
                     ("UpdateUserStatus SUSPENDED; ListUsers filters by status", s.suspend_user),
+                    ("OpenAccount for a new ACTIVE user: an ACTIVE USD account, zero balances", s.open_account),
+                    ("OpenAccount for a SUSPENDED user is FAILED_PRECONDITION OWNER_NOT_ACTIVE, unknown NOT_FOUND", s.open_account_refused),
+                    ("CreditAccount posts funds; a replay by key credits nothing more", s.credit_account),
+                    ("GetAccount returns the balances after the credit", s.get_account),
+                    ("Authorize within funds: APPROVED, 00, held, available_after, expires_at", s.authorize_approved),
+                    ("Authorize above available: DECLINED 51 with status OK, nothing held", s.authorize_declined),
+                    ("Authorize replay with the same idempotency key returns the same authorization", s.authorize_replay),
+                    ("Authorize same key, other amount: ALREADY_EXISTS, ErrorInfo IDEMPOTENCY_KEY_REUSED", s.authorize_key_reused),
+                    ("Authorize amount 0, currency 'usd': INVALID_ARGUMENT, BadRequest on both fields", s.authorize_malformed),
+                    ("Capture 1000 of a 3000 hold posts 1000 and releases the rest", s.capture_partial),
+                    ("Void after Capture is FAILED_PRECONDITION ALREADY_CAPTURED, nothing changes", s.void_after_capture),
+                    (f"AuthorizeStream: {STREAM_REQUESTS} requests, one answer each, the malformed one an error, ends OK", s.authorize_stream),
+                    (f"BatchCapture: {BATCH_GOOD} captured, unknown and already-captured listed by index", s.batch_capture),
+                    ("ListAuthorizations by account streams that account's authorizations in creation order", s.list_authorizations),
+                    ("WatchEvents from 1 replays every event of this run, sequences 1, 2, 3...", s.watch_events),
+                    ("WatchEvents from last + 1 delivers the next commit", s.watch_events_live),
                     ("health Check '' is SERVING", s.health_serving("")),
                     (f"health Check '{SERVICE}' is SERVING", s.health_serving(SERVICE)),
+                    (f"health Check '{PAYMENTS_SERVICE}' is SERVING", s.health_serving(PAYMENTS_SERVICE)),
                     ("health Check of an unknown service is NOT_FOUND", s.health_unknown),
                     ("reflection v1alpha lists the user and health services", s.reflection_v1alpha_services),
                     ("reflection v1alpha resolves UserService and its dependencies", s.reflection_v1alpha_descriptor),
+                    ("reflection v1alpha resolves PaymentService, its streams and google.rpc.Status", s.reflection_v1alpha_payments),
                     ("reflection v1 lists services and returns users.proto", s.reflection_v1),
                 ]:
                     checks.run(name, fn)

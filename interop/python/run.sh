@@ -6,8 +6,8 @@
 #                 target/debug/courier under the repo root. Build it first.
 #
 # Creates interop/python/.venv on first use, installs requirements.txt into it
-# (again only when that file changes), regenerates the Python stubs from proto/
-# into interop/python/generated/, then runs interop_test.py.
+# (again only when that file changes), regenerates the Python stubs for
+# proto/courier/ into interop/python/generated/, then runs interop_test.py.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,7 +49,14 @@ fi
 
 # Regenerate every run so the stubs can never lag behind the .proto files.
 # `python -m grpc_tools.protoc` adds grpc_tools' bundled include directory
-# itself, which is where google/protobuf/timestamp.proto comes from.
+# itself, which is where google/protobuf/{timestamp,any}.proto come from.
+#
+# Only courier/ is generated. payments.proto imports google/rpc/status.proto,
+# which `-I proto` resolves from the copy vendored under proto/google/ for
+# compilation; at run time `google.rpc.status_pb2` must come from the
+# googleapis-common-protos package (installed with grpcio-status), which
+# grpc_status and the error details are built on. A google/ package generated
+# here would shadow it, so it is never generated, and checked for below.
 gen="$here/generated"
 rm -rf "$gen"
 mkdir -p "$gen"
@@ -61,5 +68,9 @@ fi
 "$py" -m grpc_tools.protoc -I proto \
   --python_out="$gen" --grpc_python_out="$gen" --pyi_out="$gen" \
   "${protos[@]}"
+if [[ -e "$gen/google" ]]; then
+  echo "run.sh: $gen/google was generated; it would shadow googleapis-common-protos" >&2
+  exit 1
+fi
 
 COURIER_BIN="$bin" exec "$py" "$here/interop_test.py"
