@@ -135,6 +135,35 @@ async fn every_decline_code(backend: Backend) {
     server.shutdown().await;
 }
 
+async fn closing_an_account_is_final(backend: Backend) {
+    let Some(server) = start(backend).await else { return };
+    let mut payments = server.payments();
+    let account = funded_account(&server, 500, 0).await;
+    let held = authorize(&mut payments, authorize_request(&account.id, 200)).await;
+    let set = |status: pb::AccountStatus| pb::UpdateAccountStatusRequest {
+        account_id: account.id.clone(),
+        status: status as i32,
+    };
+    let closed = payments.update_account_status(set(pb::AccountStatus::Closed)).await.unwrap().into_inner();
+    assert_eq!(closed.account.unwrap().status(), pb::AccountStatus::Closed);
+    let reopen = payments.update_account_status(set(pb::AccountStatus::Active)).await.unwrap_err();
+    assert_eq!(reason(&reopen, Code::FailedPrecondition), "ACCOUNT_CLOSED");
+    let credit = pb::CreditAccountRequest {
+        account_id: account.id.clone(),
+        amount: 1,
+        currency: "USD".into(),
+        idempotency_key: key(),
+    };
+    assert_eq!(reason(&payments.credit_account(credit).await.unwrap_err(), Code::FailedPrecondition), "ACCOUNT_CLOSED");
+    assert_eq!(authorize(&mut payments, authorize_request(&account.id, 1)).await.response_code, "57");
+    // An open hold is still the merchant's to capture.
+    payments.capture(capture_request(&held.id, 0)).await.unwrap();
+    let unspecified = payments.update_account_status(set(pb::AccountStatus::Unspecified)).await.unwrap_err();
+    assert_eq!(violated_fields(&unspecified), ["status"]);
+    server.assert_ledger_consistent().await;
+    server.shutdown().await;
+}
+
 async fn user_service_down_declines_with_91(backend: Backend) {
     // Port 1 on loopback: nothing listens there, so every UserService call fails fast.
     let mut options = options();
@@ -443,6 +472,7 @@ on_every_backend!(
     open_account_needs_an_active_owner,
     approve_iff_amount_within_available,
     every_decline_code,
+    closing_an_account_is_final,
     user_service_down_declines_with_91,
     malformed_requests_name_every_field,
     capture_void_and_their_refusals,

@@ -58,7 +58,17 @@ async fn events_backlog_then_live_then_resume(backend: Backend) {
     let bad =
         payments.watch_events(pb::WatchEventsRequest { from_sequence: -1, account_id: "x".into() }).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    server.shutdown().await;
+
+    // Shutdown ends a live feed with UNAVAILABLE (reconnect and resume), not a clean end, and does not wait for it.
+    let watch = pb::WatchEventsRequest { from_sequence: 7, account_id: String::new() };
+    let mut live = payments.watch_events(watch).await.unwrap().into_inner();
+    let mut server = server;
+    server.begin_shutdown();
+    let end = tokio::time::timeout(WAIT, live.message()).await.expect("the feed ends at once").unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert!(end.message().contains("from_sequence 7"), "{end:?}");
+    server.join().await.unwrap();
+    server.database.cleanup().await;
 }
 
 async fn a_live_feed_sees_many_concurrent_commits_in_order(backend: Backend) {

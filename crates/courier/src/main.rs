@@ -25,6 +25,21 @@ enum Command {
     /// Call the user service.
     #[command(subcommand)]
     Users(client::users::UsersCommand),
+    /// Open, credit, show and freeze payment accounts (amounts in minor units).
+    #[command(subcommand)]
+    Accounts(client::accounts::AccountsCommand),
+    /// Ask for a hold on an account; a decline is an answer (exit 0), not an error.
+    Authorize(client::authorizations::AuthorizeArgs),
+    /// Post a held authorization (all of it, or --amount) and release the rest of the hold.
+    Capture(client::authorizations::CaptureArgs),
+    /// Release a whole hold.
+    Void(client::authorizations::VoidArgs),
+    /// Show and list authorizations.
+    #[command(subcommand)]
+    Authorizations(client::authorizations::AuthorizationsCommand),
+    /// Watch the ledger's event log.
+    #[command(subcommand)]
+    Events(client::events::EventsCommand),
     /// Inspect the ledger store directly.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
@@ -44,6 +59,12 @@ fn main() -> ExitCode {
             Command::Up(args) => cmd::serve::up(args).await,
             Command::Serve(args) => cmd::serve::serve(args).await,
             Command::Users(command) => client::users::run(command).await,
+            Command::Accounts(command) => client::accounts::run(command).await,
+            Command::Authorize(args) => client::authorizations::authorize(args).await,
+            Command::Capture(args) => client::authorizations::capture(args).await,
+            Command::Void(args) => client::authorizations::void(args).await,
+            Command::Authorizations(command) => client::authorizations::run(command).await,
+            Command::Events(command) => client::events::run(command).await,
             Command::Ledger(command) => cmd::ledger::run(command).await,
         }
     });

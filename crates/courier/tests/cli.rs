@@ -2,15 +2,16 @@
 //! errors reported before anything starts.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 
-/// A `courier serve users` process on port 0 with its own data dir; killed if the test fails.
+/// A `courier serve users` (or `courier up`) process on port 0 with its own data dir; killed if the test fails.
 struct ServerProcess {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ServerProcess {
@@ -19,9 +20,19 @@ impl ServerProcess {
     }
 
     fn start_logging_to(extra_args: &[&str], stderr: Stdio) -> Self {
+        Self::launch(&["serve", "users"], extra_args, stderr)
+    }
+
+    /// `courier up`: every service, payments included, in one process.
+    fn up() -> Self {
+        Self::launch(&["up"], &[], Stdio::null())
+    }
+
+    fn launch(command: &[&str], extra_args: &[&str], stderr: Stdio) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
-            .args(["serve", "users", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(command)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .args(extra_args)
             .stdout(Stdio::piped())
@@ -29,7 +40,11 @@ impl ServerProcess {
             .spawn()
             .unwrap();
         let addr = listening_addr(&mut child).expect("server exited before listening");
-        Self { child, url: format!("http://{addr}"), _dir: dir }
+        Self { child, url: format!("http://{addr}"), dir }
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -62,6 +77,13 @@ impl Drop for ServerProcess {
 fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `--json` listings: one object per line.
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    text.lines().map(|line| serde_json::from_str(line).expect("every line is one JSON object")).collect()
 }
 
 #[test]
@@ -185,4 +207,108 @@ fn flags_override_the_environment_and_the_file() {
     // Without the flag, the environment's bad value is reported.
     let stderr = serve_fails(&[], &[("COURIER_LISTEN", "also bad")]);
     assert!(stderr.contains("`listen`") && stderr.contains("COURIER_LISTEN"), "{stderr}");
+}
+
+#[test]
+fn the_cli_walks_a_payment_from_account_to_capture_and_the_ledger_checks_out() {
+    let server = ServerProcess::up();
+    let user = json(&server.cli(&["users", "create", "--name", "Ada", "--email", "ada@example.com", "--json"]));
+    let user_id = user["id"].as_str().unwrap();
+
+    let opened = json(&server.cli(&["accounts", "open", "--owner", user_id, "--currency", "USD", "--json"]));
+    assert_eq!((opened["status"].as_str(), opened["available_amount"].as_i64()), (Some("ACTIVE"), Some(0)));
+    let account_id = opened["id"].as_str().unwrap().to_owned();
+
+    let credit = ["accounts", "credit", &account_id, "--amount", "10000", "--currency", "USD", "--json"];
+    let credited = json(&server.cli(&credit));
+    assert_eq!(credited["posted_balance"], 10000);
+    assert_eq!(credited["event_sequence"], 2);
+    assert!(credited["idempotency_key"].as_str().unwrap().starts_with("cli-"), "a generated key is printed");
+
+    let authorize = |amount: &str| {
+        let args = ["authorize", "--account", &account_id, "--merchant", "coffee_shop", "--amount", amount];
+        server.cli(&[&args[..], &["--currency", "USD", "--metadata", "table=4", "--json"]].concat())
+    };
+    let approved = json(&authorize("2500"));
+    assert_eq!(approved["decision"], "APPROVED");
+    assert_eq!(approved["response_code"], "00");
+    assert_eq!(approved["decline_reason"], serde_json::Value::Null);
+    assert_eq!(approved["status"], "HELD");
+    assert_eq!((approved["held_amount"].as_i64(), approved["available_after"].as_i64()), (Some(2500), Some(7500)));
+    assert_eq!(approved["metadata"]["table"], "4");
+    assert!(approved["expires_at"].is_string());
+    let auth_id = approved["id"].as_str().unwrap().to_owned();
+
+    // A decline is an answer, not an error: exit status 0 (`json` asserts it).
+    let declined = json(&authorize("9000"));
+    assert_eq!(declined["decision"], "DECLINED");
+    assert_eq!(declined["response_code"], "51");
+    assert_eq!(declined["decline_reason"], "INSUFFICIENT_FUNDS");
+    assert_eq!((declined["status"].as_str(), declined["held_amount"].as_i64()), (Some("DECLINED"), Some(0)));
+
+    let captured = json(&server.cli(&["capture", &auth_id, "--amount", "1200", "--json"]));
+    assert_eq!(captured["status"], "CAPTURED");
+    assert_eq!(captured["captured_amount"], 1200);
+    // Retrying with the printed key replays the capture instead of posting it twice.
+    let key = captured["idempotency_key"].as_str().unwrap();
+    let replayed = json(&server.cli(&["capture", &auth_id, "--amount", "1200", "--idempotency-key", key, "--json"]));
+    assert_eq!(replayed, captured);
+
+    let void = server.cli(&["void", &auth_id]);
+    assert!(!void.status.success(), "voiding a captured authorization must fail");
+    let stderr = String::from_utf8_lossy(&void.stderr);
+    assert!(stderr.contains("FAILED_PRECONDITION") && stderr.contains("reason: ALREADY_CAPTURED"), "{stderr}");
+    assert!(void.stdout.is_empty());
+
+    let shown = json(&server.cli(&["accounts", "show", &account_id, "--json"]));
+    let balances = ["posted_balance", "held_amount", "available_amount"].map(|k| shown[k].as_i64().unwrap());
+    assert_eq!(balances, [8800, 0, 8800], "10000 credited - 1200 captured; the rest of the hold released");
+
+    let listed = json_lines(&server.cli(&["authorizations", "list", "--account", &account_id, "--json"]));
+    let statuses: Vec<&str> = listed.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["CAPTURED", "DECLINED"], "creation order");
+    let fetched = json(&server.cli(&["authorizations", "get", &auth_id, "--json"]));
+    assert_eq!(fetched, listed[0]);
+    assert_eq!(json_lines(&server.cli(&["authorizations", "list", "--limit", "1", "--json"])).len(), 1);
+    let declines = json_lines(&server.cli(&["authorizations", "list", "--status", "declined", "--json"]));
+    assert_eq!(declines.len(), 1);
+
+    // The backlog is exactly these five events, so --limit 5 ends the watch (the failed void wrote nothing).
+    let events = json_lines(&server.cli(&["events", "watch", "--from", "1", "--limit", "5", "--json"]));
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ACCOUNT_OPENED", "CREDITED", "AUTHORIZED", "DECLINED", "CAPTURED"]);
+    let sequences: Vec<i64> = events.iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
+    assert_eq!(sequences, [1, 2, 3, 4, 5]);
+    let amounts: Vec<i64> = events.iter().map(|e| e["amount"].as_i64().unwrap()).collect();
+    assert_eq!(amounts, [0, 10000, 2500, 9000, 1200]);
+    assert_eq!(events[2]["authorization_id"], auth_id.as_str());
+    assert_eq!((events[2]["response_code"].as_str(), events[3]["response_code"].as_str()), (Some("00"), Some("51")));
+
+    let check = Command::new(BIN).args(["ledger", "check", "--data-dir"]).arg(server.data_dir()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "stdout: {stdout} stderr: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(stdout.starts_with("ledger check: ok") && stdout.contains("5 events"), "{stdout}");
+}
+
+#[test]
+fn payment_cli_errors_exit_non_zero_with_the_code_and_every_bad_field() {
+    let server = ServerProcess::up();
+    let account = "acct_0190f5a0c2b87cc3a1b2c3d4e5f60718";
+    let args = ["authorize", "--account", account, "--merchant", "m1", "--amount", "0", "--currency", "usd"];
+    let invalid = server.cli(&args);
+    assert!(!invalid.status.success());
+    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert!(stderr.contains("INVALID_ARGUMENT"), "{stderr}");
+    assert!(stderr.contains("\n  amount: ") && stderr.contains("\n  currency: "), "one line per bad field: {stderr}");
+    assert!(invalid.stdout.is_empty());
+
+    // A streaming call's refusal is reported the same way.
+    let watch = server.cli(&["events", "watch", "--account", "acct_nope", "--json"]);
+    assert!(!watch.status.success());
+    let stderr = String::from_utf8_lossy(&watch.stderr);
+    assert!(stderr.contains("INVALID_ARGUMENT") && stderr.contains("\n  account_id: "), "{stderr}");
+
+    let missing = server.cli(&["accounts", "show", account]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NOT_FOUND"));
 }

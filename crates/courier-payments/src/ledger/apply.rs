@@ -102,6 +102,9 @@ impl<'a> Tx<'a> {
         let Some(mut account) = self.account(account_id).await? else {
             return Ok(Err(not_found("account", account_id)));
         };
+        if account.status == AccountStatus::Closed && status != AccountStatus::Closed {
+            return Ok(Err(LedgerError::rejected("ACCOUNT_CLOSED", "closing an account is final")));
+        }
         if account.status != status {
             account.status = status;
             account.updated_at_us = self.now;

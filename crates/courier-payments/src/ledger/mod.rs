@@ -13,7 +13,7 @@ mod check;
 mod reads;
 mod rows;
 mod sweeper;
-mod writer;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use check::{check, CheckSummary, Violation};
 pub use reads::AuthorizationFilter;
+pub use writer::WriterStats;
 
 use crate::config::PaymentsConfig;
 use crate::model::Clock;
@@ -157,6 +158,8 @@ struct Inner {
     config: PaymentsConfig,
     /// The last sequence number this process committed; live watchers wake on it.
     committed: watch::Receiver<i64>,
+    /// What the writer has done.
+    stats: Arc<writer::WriterStats>,
     /// Set when the server shuts down: live event feeds end, so they do not hold the drain open.
     closing: watch::Sender<bool>,
 }
@@ -165,9 +168,15 @@ impl Ledger {
     /// Starts the writer on `pool` (already migrated) and returns the handle. The writer stops when the last
     /// handle is dropped.
     pub fn start(pool: AnyPool, config: PaymentsConfig, clock: Clock) -> Self {
-        let (jobs, committed) = writer::spawn(pool.clone(), config.clone(), clock.clone());
+        let stats = Arc::new(writer::WriterStats::default());
+        let (jobs, committed) = writer::spawn(pool.clone(), config.clone(), clock.clone(), stats.clone());
         let closing = watch::Sender::new(false);
-        Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed, closing }) }
+        Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed, stats, closing }) }
+    }
+
+    /// What the writer has committed so far in this process.
+    pub fn writer_stats(&self) -> &writer::WriterStats {
+        &self.inner.stats
     }
 
     /// Ends every live event feed (after what it already sent): called when the server starts draining, so

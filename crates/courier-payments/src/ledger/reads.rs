@@ -118,7 +118,9 @@ impl Ledger {
         stream::try_unfold(state, |(ledger, mut next, mut page, mut committed, mut closing, account)| async move {
             while page.is_empty() {
                 if *closing.borrow_and_update() {
-                    return Ok(None);
+                    // UNAVAILABLE, not a clean end: the watcher should reconnect (elsewhere) and resume.
+                    let message = format!("the server is shutting down; resume with from_sequence {next}");
+                    return Err(LedgerError::Unavailable(message));
                 }
                 page = ledger.event_page(next, account.as_deref()).await?;
                 if page.is_empty() {

@@ -6,6 +6,9 @@
 //! operation is ever half-written. Business outcomes (declines, rejections) are answers, not failures: they do not
 //! disturb the rest of the batch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use sqlx::AnyPool;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,13 +24,27 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Done, LedgerError>>,
 }
 
+/// Counters of the writer's work, for benchmarks and (later) metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Operations answered from committed transactions.
+    pub operations: AtomicU64,
+}
+
 /// Starts the writer; returns the queue and the committed-sequence signal.
-pub(super) fn spawn(pool: AnyPool, config: PaymentsConfig, clock: Clock) -> (mpsc::Sender<Job>, watch::Receiver<i64>) {
+pub(super) fn spawn(
+    pool: AnyPool,
+    config: PaymentsConfig,
+    clock: Clock,
+    stats: Arc<WriterStats>,
+) -> (mpsc::Sender<Job>, watch::Receiver<i64>) {
     // The queue is bounded: when the database falls behind, callers wait here (and their deadlines apply) rather
     // than piling up unbounded work in memory.
     let (jobs, queue) = mpsc::channel(config.max_batch.max(1) * 4);
     let (committed, watch) = watch::channel(0);
-    tokio::spawn(run(pool, config, clock, queue, committed));
+    tokio::spawn(run(pool, config, clock, queue, committed, stats));
     (jobs, watch)
 }
 
@@ -37,6 +54,7 @@ async fn run(
     clock: Clock,
     mut queue: mpsc::Receiver<Job>,
     committed: watch::Sender<i64>,
+    stats: Arc<WriterStats>,
 ) {
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
@@ -56,6 +74,8 @@ async fn run(
         }
         match commit(&pool, &config, &clock, &batch).await {
             Ok((answers, last_sequence)) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.operations.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 committed.send_if_modified(|seen| std::mem::replace(seen, last_sequence) != last_sequence);
                 for (job, answer) in batch.drain(..).zip(answers) {
                     let _ = job.reply.send(answer);

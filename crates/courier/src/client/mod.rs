@@ -1,5 +1,8 @@
 //! The client subcommands: connection, rendering of results and of gRPC errors.
 
+pub mod accounts;
+pub mod authorizations;
+pub mod events;
 pub mod users;
 
 use std::time::{Duration, SystemTime};
@@ -55,4 +58,65 @@ pub fn format_time(timestamp: Option<&prost_types::Timestamp>) -> String {
     let Ok(secs) = u64::try_from(ts.seconds) else { return String::new() };
     let time = SystemTime::UNIX_EPOCH + Duration::new(secs, ts.nanos.clamp(0, 999_999_999) as u32);
     humantime::format_rfc3339_micros(time).to_string()
+}
+
+/// An optional timestamp for JSON: RFC 3339 like [`format_time`], or `null` when unset.
+pub fn json_time(timestamp: Option<&prost_types::Timestamp>) -> serde_json::Value {
+    timestamp.map_or(serde_json::Value::Null, |ts| serde_json::Value::String(format_time(Some(ts))))
+}
+
+/// A protobuf enum value as people read it: its name without the type prefix (`HELD` for
+/// `AUTHORIZATION_STATUS_HELD`), or `UNKNOWN(n)` for a number this build does not know.
+pub fn enum_label(name: Option<&'static str>, prefix: &str, number: i32) -> String {
+    match name {
+        Some(name) => name.strip_prefix(prefix).unwrap_or(name).to_owned(),
+        None => format!("UNKNOWN({number})"),
+    }
+}
+
+/// Prints a compact key/value block, the values lined up.
+pub fn print_block(rows: &[(&str, String)]) {
+    let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+    for (key, value) in rows {
+        println!("{key:<width$}  {value}");
+    }
+}
+
+/// The idempotency key of a money-moving call: the one given with `--idempotency-key`, or a new `cli-<UUIDv7>`.
+/// Either way it is printed with the result, so the same operation can be retried safely.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    key: String,
+    generated: bool,
+}
+
+impl IdempotencyKey {
+    /// The given key, or a new one.
+    pub fn given_or_new(given: Option<String>) -> Self {
+        match given {
+            Some(key) => Self { key, generated: false },
+            None => Self { key: format!("cli-{}", uuid::Uuid::now_v7()), generated: true },
+        }
+    }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
+    /// [`describe_status`], plus the generated key when the outcome is unknown (the call may have applied), so
+    /// the user can retry without applying it twice.
+    pub fn describe(&self, status: &tonic::Status) -> anyhow::Error {
+        use tonic::Code;
+        let error = describe_status(status);
+        let unknown_outcome = matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown | Code::Internal
+        );
+        if self.generated && unknown_outcome {
+            anyhow::anyhow!("{error}\n  the call may have applied: retry with --idempotency-key {}", self.key)
+        } else {
+            error
+        }
+    }
 }
