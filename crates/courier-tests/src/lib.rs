@@ -10,3 +10,4 @@ pub use backend::Backend;
 pub use server::{TestOptions, TestServer};
 
 pub mod payments;
+pub mod process;

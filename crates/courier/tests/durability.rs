@@ -5,61 +5,20 @@
 //! - Several processes on one PostgreSQL database: 64 concurrent callers spread over them get exactly N approvals,
 //!   and one idempotency key sent to all of them places one hold.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use courier_proto::payments::v1 as pb;
-use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use courier_proto::users::v1 as users;
-use courier_proto::users::v1::user_service_client::UserServiceClient;
 use courier_tests::payments::{authorize_request, capture_request, key};
+use courier_tests::process::CourierProcess;
 use tokio::sync::Notify;
-use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 
-/// A `courier up` process; killed (SIGKILL) on drop.
-struct Server {
-    child: Child,
-    channel: Channel,
-}
-
-impl Server {
-    fn start(store: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["up", "--listen", "127.0.0.1:0", "--log", "warn"])
-            .args(store)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start courier");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("courier: listening on ").map(str::to_owned))
-            .expect("courier printed its address");
-        std::thread::spawn(move || lines.for_each(drop));
-        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-        Self { child, channel }
-    }
-
-    fn payments(&self) -> PaymentServiceClient<Channel> {
-        PaymentServiceClient::new(self.channel.clone())
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn up(store: &[&str]) -> CourierProcess {
+    let args: Vec<&str> = ["up", "--listen", "127.0.0.1:0"].into_iter().chain(store.iter().copied()).collect();
+    CourierProcess::start(BIN, &args)
 }
 
 /// `courier ledger check` on the same store; panics with its output unless it passes.
@@ -74,9 +33,10 @@ fn ledger_check(store: &[&str]) {
 }
 
 /// An ACTIVE user's account in USD, credited with `funds`.
-async fn funded_account(server: &Server, funds: i64) -> String {
+async fn funded_account(server: &CourierProcess, funds: i64) -> String {
     let email = format!("{}@example.com", uuid_hex());
-    let user = UserServiceClient::new(server.channel.clone())
+    let user = server
+        .users()
         .create_user(users::CreateUserRequest { name: "Holder".into(), email })
         .await
         .expect("create user")
@@ -118,7 +78,7 @@ async fn sigkill_under_load_loses_no_acknowledged_operation() {
     let mut account = None;
 
     for round in 0..ROUNDS {
-        let server = Server::start(&store);
+        let server = up(&store);
         let account_id = match &account {
             Some(id) => String::clone(id),
             None => account.insert(funded_account(&server, 1_000_000_000).await).clone(),
@@ -167,14 +127,14 @@ async fn sigkill_under_load_loses_no_acknowledged_operation() {
             acknowledged.lock().unwrap().authorizations.len()
         );
     }
-    let server = Server::start(&store);
+    let server = up(&store);
     verify_acknowledged(&server, &acknowledged).await;
     drop(server);
     ledger_check(&store);
 }
 
 /// Every acknowledged operation is in the store: its key replays the very answer that was acknowledged.
-async fn verify_acknowledged(server: &Server, acknowledged: &Mutex<Acknowledged>) {
+async fn verify_acknowledged(server: &CourierProcess, acknowledged: &Mutex<Acknowledged>) {
     let (authorizations, captures) = {
         let acked = acknowledged.lock().unwrap();
         (acked.authorizations.clone(), acked.captures.clone())
@@ -196,7 +156,7 @@ async fn several_processes_on_one_postgres_approve_exactly_n() {
     const AMOUNT: i64 = 10;
     let Some(database) = courier_tests::Backend::Postgres.database().await else { return };
     let store = ["--database-url", database.url.as_str()];
-    let servers: Vec<Server> = (0..3).map(|_| Server::start(&store)).collect();
+    let servers: Vec<CourierProcess> = (0..3).map(|_| up(&store)).collect();
     let account_id = funded_account(&servers[0], N * AMOUNT).await;
 
     let callers = (0..64).map(|i| {

@@ -1,0 +1,66 @@
+//! A real `courier` process (the binary under test is passed in: only the binary's own crate knows its path).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
+use courier_proto::users::v1::user_service_client::UserServiceClient;
+use tonic::transport::Channel;
+
+/// A running `courier` server process; killed (SIGKILL) on drop.
+pub struct CourierProcess {
+    child: Child,
+    pub addr: String,
+    pub channel: Channel,
+}
+
+impl CourierProcess {
+    /// Runs `bin args...` (which must listen on `127.0.0.1:0`) and returns once it printed its address, which it
+    /// does after its stores are open and its listener is bound.
+    pub fn start(bin: &str, args: &[&str]) -> Self {
+        Self::start_with_env(bin, args, &[])
+    }
+
+    /// [`CourierProcess::start`] with extra environment variables (e.g. `COURIER_PAYMENTS__...` settings).
+    pub fn start_with_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(bin)
+            .args(args)
+            .envs(env.iter().copied())
+            .args(["--log", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start courier");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("courier: listening on ").map(str::to_owned))
+            .expect("courier printed its address");
+        // Keep draining stdout so the child never writes into a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        Self { child, addr, channel }
+    }
+
+    pub fn payments(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel.clone())
+    }
+
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for CourierProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
