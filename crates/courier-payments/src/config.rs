@@ -26,6 +26,24 @@ pub struct PaymentsConfig {
     pub holder_cache_ttl: Duration,
     /// Most authorizations one AuthorizeStream works on at once; the stream's reader waits beyond it.
     pub stream_in_flight: usize,
+    /// Who decides when RiskService does not answer in time, fails, or its circuit is open.
+    pub risk_fallback: Fallback,
+    /// `stand_in`: largest amount approved without risk, per authorization (minor units); above declines 91.
+    pub stand_in_max_amount: i64,
+    /// `stand_in`: most approved without risk per account per UTC day (minor units); beyond declines 91.
+    pub stand_in_daily_limit: i64,
+}
+
+/// The explicit fallback when RiskService cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Approve small amounts (per authorization and per account per day limits), decline the rest with 91.
+    StandIn,
+    /// Decline everything with 91.
+    FailClosed,
+    /// Decide on funds alone.
+    FailOpen,
 }
 
 impl Default for PaymentsConfig {
@@ -38,6 +56,9 @@ impl Default for PaymentsConfig {
             max_batch: 256,
             holder_cache_ttl: Duration::from_secs(5),
             stream_in_flight: 64,
+            risk_fallback: Fallback::StandIn,
+            stand_in_max_amount: 10_000,
+            stand_in_daily_limit: 50_000,
         }
     }
 }

@@ -10,10 +10,12 @@ use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
 
 use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS};
-use super::{AuthorizeCmd, CaptureCmd, CreditCmd, Done, Holder, LedgerError, NewAccount, Op, SweepReport, VoidCmd};
-use crate::config::PaymentsConfig;
+use super::{
+    AuthorizeCmd, CaptureCmd, CreditCmd, Done, Holder, LedgerError, NewAccount, Op, Risk, SweepReport, VoidCmd,
+};
+use crate::config::{Fallback, PaymentsConfig};
 use crate::model::{new_account_id, new_authorization_id, response_code};
-use pb::{AccountStatus, AuthorizationStatus as AuthStatus, DeclineReason, EventType};
+use pb::{AccountStatus, AuthorizationStatus as AuthStatus, Decider, DeclineReason, EventType};
 
 type Answer = Result<Done, LedgerError>;
 
@@ -156,7 +158,11 @@ impl<'a> Tx<'a> {
             return Ok(replay.map(Done::Authorization));
         }
         let account = self.account(&cmd.account_id).await?;
-        let decision = decide(account.as_ref(), cmd, self.config);
+        let stood_in_today = match (cmd.risk, self.config.risk_fallback) {
+            (Risk::Unavailable, Fallback::StandIn) => self.stood_in_today(&cmd.account_id).await?,
+            _ => 0,
+        };
+        let decision = decide(account.as_ref(), cmd, self.config, stood_in_today);
         let mut authorization = pb::Authorization {
             id: new_authorization_id(),
             account_id: cmd.account_id.clone(),
@@ -166,6 +172,8 @@ impl<'a> Tx<'a> {
             description: cmd.description.clone(),
             metadata: cmd.metadata.clone(),
             created_at: Some(courier_kit::time::timestamp_from_us(self.now)),
+            decided_by: cmd.risk.decider() as i32,
+            risk_score: cmd.risk.score(),
             ..Default::default()
         };
         match (decision, account) {
@@ -193,7 +201,16 @@ impl<'a> Tx<'a> {
         self.insert_authorization(&authorization).await?;
         let kind = if authorization.held_amount > 0 { EventType::Authorized } else { EventType::Declined };
         let code = authorization.response_code.clone();
-        self.event(kind, &cmd.account_id, &authorization.id, cmd.amount, &cmd.currency, &code).await?;
+        let event = NewEvent {
+            kind,
+            account_id: &cmd.account_id,
+            authorization_id: &authorization.id,
+            amount: cmd.amount,
+            currency: &cmd.currency,
+            code: &code,
+            decided_by: cmd.risk.decider(),
+        };
+        self.append(event).await?;
         self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
         Ok(Ok(Done::Authorization(authorization)))
     }
@@ -336,6 +353,24 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// What the stand-in policy already approved for the account since midnight UTC (the daily limit's base).
+    async fn stood_in_today(&mut self, account_id: &str) -> Result<i64, sqlx::Error> {
+        const DAY_US: i64 = 24 * 3600 * 1_000_000;
+        let midnight = self.now - self.now.rem_euclid(DAY_US);
+        // CAST: PostgreSQL's SUM over BIGINT is NUMERIC.
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(amount) AS BIGINT) FROM authorizations \
+             WHERE account_id = $1 AND decided_by = $2 AND created_at_us >= $3 AND decision = $4",
+        )
+        .bind(account_id)
+        .bind(Decider::StandIn as i64)
+        .bind(midnight)
+        .bind(pb::Decision::Approved as i64)
+        .fetch_one(&mut *self.conn)
+        .await?;
+        Ok(total.unwrap_or(0))
+    }
+
     async fn account(&mut self, id: &str) -> Result<Option<AccountRow>, sqlx::Error> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn).await?;
@@ -363,7 +398,7 @@ impl<'a> Tx<'a> {
         let metadata = serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let sql = format!(
             "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         );
         sqlx::query(&sql)
             .bind(&a.id)
@@ -383,6 +418,8 @@ impl<'a> Tx<'a> {
             .bind(self.now)
             .bind(a.expires_at.as_ref().map(courier_kit::time::us_from_timestamp))
             .bind(None::<i64>)
+            .bind(i64::from(a.decided_by))
+            .bind(i64::from(a.risk_score))
             .execute(&mut *self.conn)
             .await?;
         Ok(())
@@ -398,18 +435,29 @@ impl<'a> Tx<'a> {
         currency: &str,
         code: &str,
     ) -> Result<i64, sqlx::Error> {
+        let new =
+            NewEvent { kind, account_id, authorization_id, amount, currency, code, decided_by: Decider::Unspecified };
+        self.append(new).await
+    }
+
+    async fn append(&mut self, event: NewEvent<'_>) -> Result<i64, sqlx::Error> {
+        let NewEvent { kind, account_id, authorization_id, amount, currency, code, decided_by } = event;
         self.sequence += 1;
-        sqlx::query(&format!("INSERT INTO events ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", rows::EVENT_COLUMNS))
-            .bind(self.sequence)
-            .bind(kind as i64)
-            .bind(account_id)
-            .bind(authorization_id)
-            .bind(amount)
-            .bind(currency)
-            .bind(code)
-            .bind(self.now)
-            .execute(&mut *self.conn)
-            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO events ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            rows::EVENT_COLUMNS
+        ))
+        .bind(self.sequence)
+        .bind(kind as i64)
+        .bind(account_id)
+        .bind(authorization_id)
+        .bind(amount)
+        .bind(currency)
+        .bind(code)
+        .bind(self.now)
+        .bind(decided_by as i64)
+        .execute(&mut *self.conn)
+        .await?;
         Ok(self.sequence)
     }
 
@@ -458,8 +506,24 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// One event to append.
+struct NewEvent<'a> {
+    kind: EventType,
+    account_id: &'a str,
+    authorization_id: &'a str,
+    amount: i64,
+    currency: &'a str,
+    code: &'a str,
+    decided_by: Decider,
+}
+
 /// The decision rules, in the order a card issuer applies them.
-fn decide(account: Option<&AccountRow>, cmd: &AuthorizeCmd, config: &PaymentsConfig) -> Result<(), DeclineReason> {
+fn decide(
+    account: Option<&AccountRow>,
+    cmd: &AuthorizeCmd,
+    config: &PaymentsConfig,
+    stood_in_today: i64,
+) -> Result<(), DeclineReason> {
     let Some(account) = account else { return Err(DeclineReason::UnknownAccount) };
     if account.status != AccountStatus::Active {
         return Err(DeclineReason::AccountNotActive);
@@ -474,6 +538,19 @@ fn decide(account: Option<&AccountRow>, cmd: &AuthorizeCmd, config: &PaymentsCon
     }
     if cmd.amount > config.max_authorization_amount {
         return Err(DeclineReason::AmountNotAllowed);
+    }
+    match (cmd.risk, config.risk_fallback) {
+        (Risk::Assessed { deny: true, .. }, _) => return Err(DeclineReason::SuspectedFraud),
+        (Risk::Unavailable, Fallback::FailClosed) => return Err(DeclineReason::IssuerUnavailable),
+        (Risk::Unavailable, Fallback::StandIn) => {
+            let over_day =
+                i128::from(stood_in_today) + i128::from(cmd.amount) > i128::from(config.stand_in_daily_limit);
+            if cmd.amount > config.stand_in_max_amount || over_day {
+                return Err(DeclineReason::IssuerUnavailable);
+            }
+        }
+        (Risk::Unavailable, Fallback::FailOpen) | (Risk::Assessed { deny: false, .. }, _) | (Risk::NotConsulted, _) => {
+        }
     }
     if i128::from(cmd.amount) > account.available() {
         return Err(DeclineReason::InsufficientFunds);

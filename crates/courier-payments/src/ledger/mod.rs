@@ -58,6 +58,36 @@ pub enum Holder {
     Unavailable,
 }
 
+/// What the risk assessment said before the ledger decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Risk {
+    /// No risk service is configured.
+    NotConsulted,
+    /// RiskService answered: `deny` declines with 59.
+    Assessed { score: i32, deny: bool },
+    /// RiskService did not answer in time, failed, or its circuit is open: the fallback policy decides.
+    Unavailable,
+}
+
+impl Risk {
+    /// Who decided, as the wire and the event record it.
+    pub fn decider(self) -> pb::Decider {
+        match self {
+            Risk::NotConsulted => pb::Decider::Unspecified,
+            Risk::Assessed { .. } => pb::Decider::Risk,
+            Risk::Unavailable => pb::Decider::StandIn,
+        }
+    }
+
+    /// The score to record (0 when there was none).
+    pub fn score(self) -> i32 {
+        match self {
+            Risk::Assessed { score, .. } => score,
+            _ => 0,
+        }
+    }
+}
+
 /// A hold asked for.
 #[derive(Debug, Clone)]
 pub struct AuthorizeCmd {
@@ -70,6 +100,7 @@ pub struct AuthorizeCmd {
     pub metadata: BTreeMap<String, String>,
     pub fingerprint: String,
     pub holder: Holder,
+    pub risk: Risk,
 }
 
 /// A capture asked for; `amount` 0 captures the whole hold.

@@ -49,6 +49,30 @@ impl Ledger {
         Ok(row.as_ref().map(rows::authorization_from_row).transpose()?)
     }
 
+    /// The stored answer of an earlier Authorize with this merchant and key, read without the writer: a retry
+    /// returns it without asking UserService or RiskService again (a retry must not count twice towards a
+    /// velocity rule). `None` when the key is new; the writer still has the last word on races.
+    pub async fn stored_authorization(
+        &self,
+        merchant_id: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<pb::Authorization>, LedgerError> {
+        let row: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
+                .bind(format!("merchant:{merchant_id}"))
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((stored, _)) if stored != fingerprint => Err(LedgerError::KeyReused { key: key.to_owned() }),
+            Some((_, response)) => prost::Message::decode(response.as_slice())
+                .map(Some)
+                .map_err(|e| LedgerError::Unavailable(format!("stored answer: {e}"))),
+        }
+    }
+
     /// Streams matching authorizations in id (creation) order, one page query at a time.
     pub fn list_authorizations(
         &self,

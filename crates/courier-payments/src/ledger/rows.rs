@@ -12,10 +12,10 @@ pub(super) const ACCOUNT_COLUMNS: &str =
 
 pub(super) const AUTHORIZATION_COLUMNS: &str = "id, account_id, merchant_id, amount, currency, decision, \
      response_code, decline_reason, status, held_amount, captured_amount, available_after, description, \
-     metadata_json, created_at_us, expires_at_us, resolved_at_us";
+     metadata_json, created_at_us, expires_at_us, resolved_at_us, decided_by, risk_score";
 
 pub(super) const EVENT_COLUMNS: &str =
-    "sequence, type, account_id, authorization_id, amount, currency, response_code, occurred_at_us";
+    "sequence, type, account_id, authorization_id, amount, currency, response_code, occurred_at_us, decided_by";
 
 /// An account as the writer works on it.
 #[derive(Debug, Clone)]
@@ -81,6 +81,8 @@ pub(super) fn authorization_from_row(row: &AnyRow) -> Result<pb::Authorization, 
     let reason: i64 = row.try_get("decline_reason")?;
     let status: i64 = row.try_get("status")?;
     let expires_at: Option<i64> = row.try_get("expires_at_us")?;
+    let decided_by: i64 = row.try_get("decided_by")?;
+    let risk_score: i64 = row.try_get("risk_score")?;
     let resolved_at: Option<i64> = row.try_get("resolved_at_us")?;
     Ok(pb::Authorization {
         id: row.try_get("id")?,
@@ -100,11 +102,14 @@ pub(super) fn authorization_from_row(row: &AnyRow) -> Result<pb::Authorization, 
         created_at: Some(timestamp_from_us(row.try_get("created_at_us")?)),
         expires_at: expires_at.map(timestamp_from_us),
         resolved_at: resolved_at.map(timestamp_from_us),
+        decided_by: enum_value(decided_by, pb::Decider::try_from)? as i32,
+        risk_score: i32::try_from(risk_score).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
 }
 
 pub(super) fn event_from_row(row: &AnyRow) -> Result<pb::Event, sqlx::Error> {
     let kind: i64 = row.try_get("type")?;
+    let decided_by: i64 = row.try_get("decided_by")?;
     Ok(pb::Event {
         sequence: row.try_get("sequence")?,
         r#type: enum_value(kind, pb::EventType::try_from)? as i32,
@@ -114,6 +119,7 @@ pub(super) fn event_from_row(row: &AnyRow) -> Result<pb::Event, sqlx::Error> {
         currency: row.try_get("currency")?,
         response_code: row.try_get("response_code")?,
         occurred_at: Some(timestamp_from_us(row.try_get("occurred_at_us")?)),
+        decided_by: enum_value(decided_by, pb::Decider::try_from)? as i32,
     })
 }
 

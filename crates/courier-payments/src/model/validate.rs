@@ -96,6 +96,7 @@ pub fn authorize(request: &pb::AuthorizeRequest, prefix: &str) -> Result<Authori
         metadata: request.metadata.clone(),
         fingerprint: fingerprint("authorize", &canonical),
         holder: crate::ledger::Holder::Active,
+        risk: crate::ledger::Risk::NotConsulted,
     })
 }
 

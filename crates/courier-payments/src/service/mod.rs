@@ -41,6 +41,10 @@ impl PaymentsApi {
     /// Validates and decides one authorization: the unary call and every message of AuthorizeStream.
     async fn authorize_one(&self, request: &pb::AuthorizeRequest, prefix: &str) -> Result<pb::Authorization, Status> {
         let mut cmd = validate::authorize(request, prefix)?;
+        let stored = self.ledger.stored_authorization(&cmd.merchant_id, &cmd.idempotency_key, &cmd.fingerprint);
+        if let Some(authorization) = stored.await.map_err(to_status)? {
+            return Ok(authorization);
+        }
         cmd.holder = self.holder_of(&cmd).await?;
         self.ledger.authorize(cmd).await.map_err(to_status)
     }
