@@ -438,6 +438,32 @@ async fn sixty_four_callers_get_exactly_n_approvals(backend: Backend) {
     server.shutdown().await;
 }
 
+async fn a_deadline_during_the_ledger_step_leaves_no_unknown_state(backend: Backend) {
+    use sqlx::{Connection, Executor};
+    let Some(server) = start(backend).await else { return };
+    let account = funded_account(&server, 1_000, 0).await;
+    // Another transaction holds the ledger lock, so the writer cannot commit until it lets go.
+    let mut blocker = sqlx::AnyConnection::connect(&server.database.url).await.unwrap();
+    blocker.execute("BEGIN").await.unwrap();
+    blocker.execute("UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1").await.unwrap();
+
+    let request = authorize_request(&account.id, 100);
+    let mut call = tonic::Request::new(request.clone());
+    call.set_timeout(Duration::from_millis(300));
+    let timed_out = server.payments().authorize(call).await.unwrap_err();
+    assert!(matches!(timed_out.code(), Code::DeadlineExceeded | Code::Cancelled), "{timed_out:?}");
+    blocker.execute("ROLLBACK").await.unwrap();
+
+    // The retry with the same key either finds the committed authorization or makes the only one: never two.
+    let mut payments = server.payments();
+    let retried = authorize(&mut payments, request.clone()).await;
+    assert_eq!(authorize(&mut payments, request).await, retried);
+    let after = courier_tests::payments::account(&mut payments, &account.id).await;
+    assert_eq!(after.held_amount, 100);
+    server.assert_ledger_consistent().await;
+    server.shutdown().await;
+}
+
 async fn sums_never_wrap(backend: Backend) {
     let Some(server) = start(backend).await else { return };
     let mut payments = server.payments();
@@ -482,4 +508,5 @@ on_every_backend!(
     one_key_sent_concurrently_places_one_hold,
     sixty_four_callers_get_exactly_n_approvals,
     sums_never_wrap,
+    a_deadline_during_the_ledger_step_leaves_no_unknown_state,
 );
