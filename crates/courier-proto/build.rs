@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 const PROTO_ROOT: &str = "../../proto";
-const FILES: &[&str] = &["courier/users/v1/users.proto", "courier/payments/v1/payments.proto"];
+const FILES: &[&str] =
+    &["courier/users/v1/users.proto", "courier/payments/v1/payments.proto", "courier/risk/v1/risk.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = FILES.iter().map(|f| PathBuf::from(PROTO_ROOT).join(f)).collect();

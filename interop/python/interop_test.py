@@ -293,16 +293,36 @@ class PaymentClient:
 # The server under test.
 
 
+DENIED_MERCHANT = "mch_known_fraud"
+RISK_RULES = f"""
+[rollout]
+active = "interop-1"
+
+[[rule_set]]
+version = "interop-1"
+
+[[rule_set.merchant_deny_list]]
+id = "merchant.denied"
+merchants = ["{DENIED_MERCHANT}"]
+deny = true
+"""
+
+
 class Server:
     """The courier binary, run as a child process with its own database."""
 
     def __init__(self, binary: str, data_dir: Path):
         self._stderr_path = data_dir / "server.stderr"
         self._stderr = open(self._stderr_path, "wb")
-        # Every service in one process, its SQLite store under data_dir.
+        # Every service in one process, its SQLite store under data_dir. Risk
+        # runs this file's rules: a merchant deny list (so a risk decline can
+        # be checked) and no velocity rule (the stream checks send 50 at once).
+        rules = data_dir / "risk-rules.toml"
+        rules.write_text(RISK_RULES)
         self.argv = [binary, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
         self.proc = subprocess.Popen(
             self.argv,
+            env=dict(os.environ, COURIER_RISK__RULES_FILE=str(rules)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -646,6 +666,7 @@ class InteropChecks:
         self.approved: payments_pb2.Authorization | None = None
         self.approved_args: dict = {}  # the Authorize arguments of `approved`
         self.declined: payments_pb2.Authorization | None = None
+        self.risk_denied: payments_pb2.Authorization | None = None
         self.captured: payments_pb2.Authorization | None = None
         # The account of the stream checks, and the holds AuthorizeStream placed
         # on it (in request order), which BatchCapture then captures.
@@ -904,6 +925,22 @@ class InteropChecks:
             expected_event(payments_pb2.EVENT_TYPE_DECLINED, account_id, auth.id, 1_000_000, "51")
         )
 
+    def authorize_risk_denied(self) -> None:
+        approved = need(self.approved, "the approved authorization")
+        account_id = approved.account_id
+        auth = self.payments.authorize(account_id, 100, CURRENCY, merchant_id=DENIED_MERCHANT)
+        assert_declined(auth, account_id, 100, "59")
+        got = (
+            payments_pb2.DeclineReason.Name(auth.decline_reason),
+            payments_pb2.Decider.Name(auth.decided_by),
+        )
+        assert got == ("DECLINE_REASON_SUSPECTED_FRAUD", "DECIDER_RISK"), f"(reason, decided_by) = {got}"
+        assert approved.decided_by == payments_pb2.DECIDER_RISK, "the approval was decided by risk too"
+        self.risk_denied = auth
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_DECLINED, account_id, auth.id, 100, "59")
+        )
+
     def authorize_replay(self) -> None:
         approved = need(self.approved, "the approved authorization")
         again = self.payments.authorize(**self.approved_args)
@@ -1131,10 +1168,11 @@ class InteropChecks:
         unary = [
             need(self.approved, "the approved authorization"),
             need(self.declined, "the declined authorization"),
+            need(self.risk_denied, "the authorization risk denied"),
             need(self.captured, "the authorization captured by the Capture check"),
         ]
         need(self.stream_auth_ids, "the authorizations of the AuthorizeStream check")
-        # The unary checks' account: exactly its three, in creation order, as
+        # The unary checks' account: exactly its four, in creation order, as
         # they stand now; none of the other account's.
         first = self.approved.account_id
         listed = [r.authorization for r in self.payments.list_authorizations(account_id=first)]
@@ -1144,10 +1182,10 @@ class InteropChecks:
         statuses = [payments_pb2.AuthorizationStatus.Name(a.status) for a in listed]
         want_statuses = [
             "AUTHORIZATION_STATUS_HELD", "AUTHORIZATION_STATUS_DECLINED",
-            "AUTHORIZATION_STATUS_CAPTURED",
+            "AUTHORIZATION_STATUS_DECLINED", "AUTHORIZATION_STATUS_CAPTURED",
         ]
         assert statuses == want_statuses, f"statuses {statuses}, want {want_statuses}"
-        assert listed[2] == self.captured, f"listed\n{listed[2]}\nbut Capture answered\n{self.captured}"
+        assert listed[3] == self.captured, f"listed\n{listed[3]}\nbut Capture answered\n{self.captured}"
         # The stream's account: every answer of the stream (approved or
         # declined), each once, in creation order (ids sort by creation time).
         second = self.stream_account.id
@@ -1359,6 +1397,7 @@ def main() -> int:
                     ("GetAccount returns the balances after the credit", s.get_account),
                     ("Authorize within funds: APPROVED, 00, held, available_after, expires_at", s.authorize_approved),
                     ("Authorize above available: DECLINED 51 with status OK, nothing held", s.authorize_declined),
+                    ("Authorize at a risk deny-listed merchant: DECLINED 59, decided by RISK", s.authorize_risk_denied),
                     ("Authorize replay with the same idempotency key returns the same authorization", s.authorize_replay),
                     ("Authorize same key, other amount: ALREADY_EXISTS, ErrorInfo IDEMPOTENCY_KEY_REUSED", s.authorize_key_reused),
                     ("Authorize amount 0, currency 'usd': INVALID_ARGUMENT, BadRequest on both fields", s.authorize_malformed),

@@ -5,6 +5,9 @@
 //! `server.max_concurrent_calls`. Only variables naming a known key are read, so unrelated `COURIER_*` variables
 //! (the CLI's `COURIER_SERVER_URL`, say) never break a server's start.
 
+pub mod codes;
+pub mod durations;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 

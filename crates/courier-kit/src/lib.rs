@@ -2,18 +2,26 @@
 //!
 //! - [`server`]: one way to run a set of tonic services with health, reflection, limits, keepalive, an access log
 //!   and graceful shutdown.
-//! - [`layers`]: the tower layers that stack runs (concurrency limit, receive-size limit, access log).
+//! - [`layers`]: the tower layers that stack runs (access log, fault injection, deadlines, concurrency limit with
+//!   load shedding, receive-size limit).
+//! - [`deadline`]: the deadline of the call being served, readable anywhere in its handler.
+//! - [`client`]: the resilient client for service-to-service calls (deadline propagation, retries, circuit
+//!   breaking, balancing over healthy replicas).
 //! - [`status`]: building rich `tonic::Status` values (`google.rpc.BadRequest`, `ResourceInfo`, `ErrorInfo`) in one
 //!   place, so every service answers failures the same way.
 //! - [`config`]: layered configuration (defaults < TOML file < `COURIER_*` environment < flags).
 //! - [`db`]: opening the SQLite or PostgreSQL pool with durable settings and a service's migrations.
+//! - [`clock`]: the system clock, or a manual one tests move.
 //! - [`time`]: microseconds in stores, `google.protobuf.Timestamp` on the wire.
 //! - [`logging`]: `tracing` set-up, human or JSON.
 
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod deadline;
 pub mod layers;
 pub mod logging;
 pub mod server;

@@ -119,6 +119,30 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// The code a spec name (`UNAVAILABLE`, any case) stands for, as configuration files spell codes.
+pub fn code_from_name(name: &str) -> Option<Code> {
+    const ALL: [Code; 17] = [
+        Code::Ok,
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+    ALL.into_iter().find(|&code| code_name(code).eq_ignore_ascii_case(name))
+}
+
 /// Displays an error with its `source()` chain, `a: b: c`.
 struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 
@@ -165,6 +189,16 @@ mod tests {
         assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
         assert_eq!(code_name(Code::InvalidArgument), "INVALID_ARGUMENT");
         assert_eq!(code_name(Code::Ok), "OK");
+    }
+
+    #[test]
+    fn code_names_parse_back() {
+        for n in 0..17 {
+            let code = Code::from_i32(n);
+            assert_eq!(code_from_name(code_name(code)), Some(code));
+        }
+        assert_eq!(code_from_name("unavailable"), Some(Code::Unavailable));
+        assert_eq!(code_from_name("UNAVAILABLE "), None);
     }
 
     #[test]

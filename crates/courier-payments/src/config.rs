@@ -26,6 +26,12 @@ pub struct PaymentsConfig {
     pub holder_cache_ttl: Duration,
     /// Most authorizations one AuthorizeStream works on at once; the stream's reader waits beyond it.
     pub stream_in_flight: usize,
+    /// How long one UserService lookup may take (retries included).
+    #[serde(with = "humantime_serde")]
+    pub users_timeout: Duration,
+    /// How long one RiskService call may take before the fallback policy decides.
+    #[serde(with = "humantime_serde")]
+    pub risk_timeout: Duration,
     /// Who decides when RiskService does not answer in time, fails, or its circuit is open.
     pub risk_fallback: Fallback,
     /// `stand_in`: largest amount approved without risk, per authorization (minor units); above declines 91.
@@ -56,6 +62,8 @@ impl Default for PaymentsConfig {
             max_batch: 256,
             holder_cache_ttl: Duration::from_secs(5),
             stream_in_flight: 64,
+            users_timeout: Duration::from_millis(100),
+            risk_timeout: Duration::from_millis(100),
             risk_fallback: Fallback::StandIn,
             stand_in_max_amount: 10_000,
             stand_in_daily_limit: 50_000,

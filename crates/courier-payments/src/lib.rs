@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: ids, currencies, response codes, the clock and validation at the boundary.
 //! - [`ledger`]: the group-committing writer, reads, the sweeper and the invariant check.
+//! - [`risk`]: RiskService's verdict within a sub-deadline, `Unavailable` when it cannot answer.
 //! - [`holders`]: account holders' status from UserService, cached briefly.
 //! - [`service`]: the `courier.payments.v1.PaymentService` gRPC handlers.
 
@@ -14,6 +15,7 @@ pub mod holders;
 #[allow(missing_docs)]
 pub mod ledger;
 pub mod model;
+pub mod risk;
 pub mod service;
 
 pub use config::PaymentsConfig;

@@ -23,5 +23,13 @@ pub mod payments {
     }
 }
 
+/// `courier.risk.v1`: scoring authorizations, rule sets and their rollout.
+pub mod risk {
+    /// Version 1 of the risk contract.
+    pub mod v1 {
+        tonic::include_proto!("courier.risk.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every courier proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/courier_descriptor.bin"));

@@ -25,6 +25,11 @@ pub struct TestOptions {
     pub payments: PaymentsConfig,
     /// Where payments finds UserService; `None` is this server itself.
     pub users_url: Option<String>,
+    /// Serve RiskService with these settings in this server and have payments consult it; `None`: payments runs
+    /// without risk (the ledger-semantics tests), unless `risk_url` points at one elsewhere.
+    pub risk: Option<courier_risk::RiskConfig>,
+    /// Where payments finds RiskService (a separate server).
+    pub risk_url: Option<String>,
 }
 
 /// A running server (UserService and PaymentService, as `courier up` runs them) and a channel to it.
@@ -73,8 +78,19 @@ impl TestServer {
         let ledger = Ledger::start(pool, options.payments.clone(), clock.clone());
         ledger.spawn_sweeper();
         let users_url = options.users_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let users = Channel::from_shared(users_url).expect("users url").connect_lazy();
-        services.add(courier_payments::PaymentsApi::new(ledger.clone(), users).into_service());
+        let users = courier_payments::risk::users_channel(&[users_url], options.payments.users_timeout).expect("users");
+        let mut payments = courier_payments::PaymentsApi::new(ledger.clone(), users);
+        if let Some(config) = &options.risk {
+            let engine = courier_risk::RiskEngine::start(config, courier_risk::Clock::system()).expect("risk rules");
+            services.add(courier_risk::RiskApi::new(engine).into_service());
+        }
+        let risk_url = options.risk_url.clone().or_else(|| options.risk.as_ref().map(|_| format!("http://{addr}")));
+        if let Some(url) = risk_url {
+            payments = payments.with_risk(
+                courier_payments::risk::risk_channel(&[url], options.payments.risk_timeout).expect("risk channel"),
+            );
+        }
+        services.add(payments.into_service());
         let options = options.server;
         let (shutdown, signal) = oneshot::channel::<()>();
         let feeds = ledger.clone();

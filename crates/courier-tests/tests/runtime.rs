@@ -92,9 +92,12 @@ async fn a_request_over_the_receive_limit_is_resource_exhausted() {
 async fn calls_beyond_the_concurrency_limit_are_refused_at_once() {
     let options = ServerOptions { max_concurrent_calls: 1, ..ServerOptions::default() };
     let server = TestServer::start_with(Backend::Sqlite, options).await.unwrap();
-    // A health Watch is a call that stays open, holding the only permit.
-    let mut watch = server.health().watch(check("")).await.unwrap().into_inner();
-    assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);
+    // An event feed is a call that stays open, holding the only permit.
+    let feed = courier_proto::payments::v1::WatchEventsRequest { from_sequence: 1, account_id: String::new() };
+    let watch = server.payments().watch_events(feed).await.unwrap().into_inner();
+    // Health is exempt: probes answer even at the limit.
+    let health = server.health().check(check("")).await.unwrap().into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
 
     let mut users = server.users();
     let get = || pb::GetUserRequest { id: "usr_0190f5a0c2b87cc3a1b2c3d4e5f60718".into() };

@@ -8,6 +8,7 @@ use clap::Args;
 use courier_kit::logging::LogFormat;
 use courier_kit::server::ServerOptions;
 use courier_payments::PaymentsConfig;
+use courier_risk::RiskConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything a server process reads.
@@ -26,10 +27,16 @@ pub struct ServeConfig {
     pub log: String,
     /// Runtime limits and timings (the `[server]` table).
     pub server: ServerOptions,
-    /// Where payments finds UserService; empty means this process's own address (right for `courier up`).
+    /// Where payments finds UserService (comma-separated replicas are balanced); empty means this process's own
+    /// address (right for `courier up`).
     pub users_url: String,
+    /// Where payments finds RiskService (comma-separated replicas are balanced); empty means this process's own
+    /// when it serves risk (as `up` does).
+    pub risk_url: String,
     /// Ledger settings (the `[payments]` table).
     pub payments: PaymentsConfig,
+    /// Risk rules file and memory bounds (the `[risk]` table).
+    pub risk: RiskConfig,
 }
 
 impl Default for ServeConfig {
@@ -40,12 +47,25 @@ impl Default for ServeConfig {
             database_url: String::new(),
             log_format: LogFormat::Human,
             log: "info".into(),
-            server: ServerOptions::default(),
+            server: default_server_options(),
             users_url: String::new(),
+            risk_url: String::new(),
             payments: PaymentsConfig::default(),
+            risk: RiskConfig::default(),
         }
     }
 }
+
+/// The runtime defaults, plus the deadline budget of payments' hot call: an Authorize whose caller sent no
+/// deadline gets 250 ms (users and risk lookups get their own, shorter, sub-deadlines inside it).
+fn default_server_options() -> ServerOptions {
+    let mut options = ServerOptions::default();
+    options.deadlines.methods.insert(AUTHORIZE.to_owned(), std::time::Duration::from_millis(250));
+    options
+}
+
+/// The full method path of Authorize.
+pub const AUTHORIZE: &str = "/courier.payments.v1.PaymentService/Authorize";
 
 impl ServeConfig {
     /// The database URL, derived from the data dir when none was given.
@@ -85,6 +105,10 @@ pub struct ServeFlags {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub users_url: Option<String>,
+    /// Where payments reaches RiskService, e.g. http://127.0.0.1:50053 [default: this process, if it serves risk].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk_url: Option<String>,
     /// Log filter, e.g. `info` or `courier_users=debug,info`.
     #[arg(long, value_name = "FILTER")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,13 +1,18 @@
-//! The tower layers every courier server runs, outermost first: [`access_log`], [`concurrency`], [`recv_limit`].
+//! The tower layers every courier server runs, outermost first: [`access_log`], [`faults`] (off unless
+//! configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
 //! (health and reflection included) and need no per-handler code.
 
 pub mod access_log;
 pub mod concurrency;
+pub mod deadline;
+pub mod faults;
 pub mod observed_body;
 pub mod recv_limit;
 
 pub use access_log::AccessLogLayer;
-pub use concurrency::ConcurrencyLimitLayer;
+pub use concurrency::{ConcurrencyLimitLayer, OverloadOptions};
+pub use deadline::{DeadlineLayer, DeadlineOptions};
+pub use faults::{FaultLayer, FaultOptions};
 pub use recv_limit::RecvLimitLayer;

@@ -44,6 +44,13 @@ impl<B, O> ObservedBody<B, O> {
     }
 }
 
+/// An empty body observed by no one: what a layer's refusal (a trailers-only response) carries.
+impl<B: Default, O> Default for ObservedBody<B, O> {
+    fn default() -> Self {
+        Self { inner: B::default(), observer: None }
+    }
+}
+
 impl<B, O> Body for ObservedBody<B, O>
 where
     B: Body<Data = Bytes>,

@@ -1,8 +1,9 @@
 //! Running a set of tonic services the way every courier process does.
 //!
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha), applies the limits of [`ServerOptions`], and runs until the shutdown future
-//! resolves. Shutdown is graceful: health turns NOT_SERVING first (so balancers stop sending), new connections
+//! reflection (v1 and v1alpha), applies the layers of [`crate::layers`] as [`ServerOptions`] configures them
+//! (access log, fault injection, deadlines, concurrency limit with shedding, receive limit), and runs until the
+//! shutdown future resolves. Shutdown is graceful: health turns NOT_SERVING first (so balancers stop sending), new connections
 //! are refused, calls in flight get up to `shutdown_grace` to finish, and then `serve` returns.
 
 mod options;
@@ -18,7 +19,7 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tower::Service;
 
-use crate::layers::{AccessLogLayer, ConcurrencyLimitLayer, RecvLimitLayer};
+use crate::layers::{AccessLogLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer};
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
 
@@ -101,13 +102,20 @@ pub async fn serve(
         routes.add_service(v1alpha.build_v1alpha()?);
     }
 
+    if !options.faults.is_empty() {
+        let methods: Vec<&str> = options.faults.keys().map(String::as_str).collect();
+        tracing::warn!(?methods, "fault injection is ON: these methods will be delayed, failed or dropped on purpose");
+    }
+
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .tcp_nodelay(true)
         .layer(AccessLogLayer)
-        .layer(ConcurrencyLimitLayer::new(options.max_concurrent_calls))
+        .layer(FaultLayer::new(&options.faults))
+        .layer(DeadlineLayer::new(&options.deadlines))
+        .layer(ConcurrencyLimitLayer::with_overload(options.max_concurrent_calls, &options.overload))
         .layer(RecvLimitLayer::new(options.max_recv_message_bytes))
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {

@@ -1,8 +1,11 @@
 //! The knobs of the server runtime, with production defaults.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::layers::{DeadlineOptions, FaultOptions, OverloadOptions};
 
 /// Limits and timings applied to every service a process runs. Deserialised from the `[server]` table of the
 /// config file, `COURIER_SERVER_*` variables, or flags (see `courier_kit::config`).
@@ -24,6 +27,14 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
     /// Serve gRPC server reflection (v1 and v1alpha). Default on.
     pub reflection: bool,
+    /// Deadlines of incoming calls: the default when the caller sent none, per-method defaults and minimums
+    /// (`[server.deadlines]`, see [`DeadlineOptions`]).
+    pub deadlines: DeadlineOptions,
+    /// Pushback on refusals and early shedding when saturated (`[server.overload]`, see [`OverloadOptions`]).
+    pub overload: OverloadOptions,
+    /// Fault injection per full method path (`[server.faults."/pkg.Service/Method"]`, see [`FaultOptions`]).
+    /// Empty, so off, by default.
+    pub faults: BTreeMap<String, FaultOptions>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +46,9 @@ impl Default for ServerOptions {
             keepalive_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             reflection: true,
+            deadlines: DeadlineOptions::default(),
+            overload: OverloadOptions::default(),
+            faults: BTreeMap::new(),
         }
     }
 }

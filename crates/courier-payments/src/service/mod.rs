@@ -12,9 +12,11 @@ use courier_proto::users::v1::UserStatus;
 use futures::Stream;
 use tonic::{Code, Request, Response, Status};
 
-use crate::holders::Holders;
-use crate::ledger::{AuthorizeCmd, Holder, Ledger, LedgerError};
+use crate::holders::{AccountFacts, Holders};
+use crate::ledger::{Holder, Ledger, LedgerError, Risk};
 use crate::model::validate;
+use crate::risk::RiskAssessor;
+use courier_kit::client::ResilientChannel;
 
 /// The ErrorInfo domain of every payments error reason.
 pub const ERROR_DOMAIN: &str = "payments.courier.dev";
@@ -24,13 +26,20 @@ pub const ERROR_DOMAIN: &str = "payments.courier.dev";
 pub struct PaymentsApi {
     ledger: Ledger,
     holders: Arc<Holders>,
+    risk: Option<RiskAssessor>,
 }
 
 impl PaymentsApi {
     /// Serves payments from `ledger`, asking UserService on `users` about holders.
-    pub fn new(ledger: Ledger, users: tonic::transport::Channel) -> Self {
+    pub fn new(ledger: Ledger, users: ResilientChannel) -> Self {
         let holders = Arc::new(Holders::new(users, ledger.config().holder_cache_ttl));
-        Self { ledger, holders }
+        Self { ledger, holders, risk: None }
+    }
+
+    /// Consults RiskService on `channel` for every authorization (without it, risk is not consulted).
+    pub fn with_risk(mut self, channel: ResilientChannel) -> Self {
+        self.risk = Some(RiskAssessor::new(channel));
+        self
     }
 
     /// The tonic service; the runtime enforces the receive-size limit in front of it.
@@ -45,7 +54,22 @@ impl PaymentsApi {
         if let Some(authorization) = stored.await.map_err(to_status)? {
             return Ok(authorization);
         }
-        cmd.holder = self.holder_of(&cmd).await?;
+        let facts = self.account_facts(&cmd.account_id).await?;
+        // The holder and the risk are independent questions to two services: ask both at once.
+        let holder = async {
+            match &facts {
+                Some(facts) => self.holders.holder(&facts.owner_user_id).await,
+                // An unknown account has no holder to ask about: the ledger declines it with 14.
+                None => Holder::Active,
+            }
+        };
+        let risk = async {
+            match &self.risk {
+                Some(risk) => risk.assess(&cmd, facts.as_ref().map(|f| f.created_at_us)).await,
+                None => Risk::NotConsulted,
+            }
+        };
+        (cmd.holder, cmd.risk) = tokio::join!(holder, risk);
         self.ledger.authorize(cmd).await.map_err(to_status)
     }
 
@@ -55,20 +79,16 @@ impl PaymentsApi {
         self.ledger.capture(cmd).await.map_err(to_status)
     }
 
-    /// The holder's standing for an authorization. An unknown account has no holder to ask about: the ledger
-    /// declines it with 14 whatever this says.
-    async fn holder_of(&self, cmd: &AuthorizeCmd) -> Result<Holder, Status> {
-        let owner = match self.holders.owner_of(&cmd.account_id) {
-            Some(owner) => owner,
-            None => match self.ledger.get_account(&cmd.account_id).await.map_err(to_status)? {
-                Some(account) => {
-                    self.holders.remember_owner(&account.id, &account.owner_user_id);
-                    account.owner_user_id
-                }
-                None => return Ok(Holder::Active),
-            },
-        };
-        Ok(self.holders.holder(&owner).await)
+    /// The account's owner and age, cached; `None` for an account that does not exist.
+    async fn account_facts(&self, account_id: &str) -> Result<Option<AccountFacts>, Status> {
+        if let Some(facts) = self.holders.account(account_id) {
+            return Ok(Some(facts));
+        }
+        let Some(account) = self.ledger.get_account(account_id).await.map_err(to_status)? else { return Ok(None) };
+        let created_at_us = account.created_at.as_ref().map_or(0, courier_kit::time::us_from_timestamp);
+        let facts = AccountFacts { owner_user_id: account.owner_user_id, created_at_us };
+        self.holders.remember_account(account_id, facts.clone());
+        Ok(Some(facts))
     }
 }
 

@@ -87,7 +87,11 @@ pub(super) fn authorize_stream(
     let answers = input
         .map(move |message| {
             let api = api.clone();
-            async move {
+            // Each message runs as its own task: buffer_unordered only drives its futures while the response is
+            // being read, and a future parked mid-query would hold a pooled connection for as long as the client
+            // does not read. The bound stays: a slot frees only when an answer is taken. The task keeps the
+            // call's deadline.
+            let work = async move {
                 // A broken client stream (undecodable bytes, a reset) ends ours with its status, never a silent OK:
                 // answers not yet sent are found again by their idempotency keys.
                 let message = message?;
@@ -102,7 +106,12 @@ pub(super) fn authorize_stream(
                         Err(error) => pb::authorize_stream_response::Result::Error(rpc_status(&error)),
                     }),
                 })
-            }
+            };
+            let task = match courier_kit::deadline::current() {
+                Some(deadline) => tokio::spawn(courier_kit::deadline::scope(deadline, work)),
+                None => tokio::spawn(work),
+            };
+            async move { task.await.unwrap_or_else(|e| Err(Status::internal(format!("authorization task: {e}")))) }
         })
         .buffer_unordered(in_flight)
         // The first error is the last item.

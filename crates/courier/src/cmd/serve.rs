@@ -7,7 +7,6 @@ use courier_kit::server::{self, ServiceSet};
 use courier_payments::model::Clock;
 use courier_payments::Ledger;
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
 
 use crate::config::{ServeConfig, ServeFlags};
 
@@ -28,18 +27,20 @@ pub struct ServeArgs {
 }
 
 /// The services `courier serve` can run alone.
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ServiceName {
     /// courier.users.v1.UserService
     Users,
     /// courier.payments.v1.PaymentService (needs UserService: --users-url)
     Payments,
+    /// courier.risk.v1.RiskService (rules from `[risk] rules_file`, else built in)
+    Risk,
 }
 
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
-    run(&config, &[ServiceName::Users, ServiceName::Payments]).await
+    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk]).await
 }
 
 /// Runs one service.
@@ -52,6 +53,14 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
     courier_kit::logging::init(config.log_format, &config.log)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
+    // Rules are read before anything binds: a bad rules file stops the process naming the problem, like a bad
+    // configuration value, instead of serving rules nobody meant.
+    let risk = if services.contains(&ServiceName::Risk) {
+        Some(courier_risk::RiskEngine::start(&config.risk, courier_risk::Clock::system())?)
+    } else {
+        None
+    };
+
     // Bound first: in `courier up`, payments calls UserService at this very address.
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -60,6 +69,7 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
     let database_url = config.database_url();
     let mut ledgers = Vec::new();
+    let mut notes = Vec::new();
     for service in services {
         match service {
             ServiceName::Users => {
@@ -74,23 +84,41 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
                     .with_context(|| format!("opening the payments store at {}", redact_url(&database_url)))?;
                 let ledger = Ledger::start(pool, config.payments.clone(), Clock::system());
                 ledger.spawn_sweeper();
-                let users_url =
-                    if config.users_url.is_empty() { format!("http://{addr}") } else { config.users_url.clone() };
-                let users = Channel::from_shared(users_url.clone())
-                    .with_context(|| format!("invalid configuration key `users_url`: {users_url:?}"))?
-                    .connect_lazy();
-                set.add(courier_payments::PaymentsApi::new(ledger.clone(), users).into_service());
+                let own = format!("http://{addr}");
+                let users_urls = url_list(&config.users_url).unwrap_or_else(|| vec![own.clone()]);
+                let users = courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout)
+                    .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
+                let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
+                // RiskService: the one configured, else this process's own when it serves one; without either,
+                // authorizations are decided without risk (and the startup lines say so).
+                let risk_urls = url_list(&config.risk_url).or_else(|| risk.as_ref().map(|_| vec![own.clone()]));
+                if let Some(urls) = &risk_urls {
+                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout)
+                        .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
+                    api = api.with_risk(channel);
+                } else {
+                    notes.push("courier: payments runs WITHOUT risk checks (set --risk-url)".to_owned());
+                }
+                set.add(api.into_service());
                 ledgers.push(ledger);
+            }
+            ServiceName::Risk => {
+                if let Some(engine) = &risk {
+                    engine.spawn_watcher();
+                    set.add(courier_risk::RiskApi::new(engine.clone()).into_service());
+                }
             }
         }
     }
     // Scripts and tests wait for the first line (the port is the real one when --listen asked for port 0).
-    announce(&[
+    let mut lines = vec![
         format!("courier: listening on {addr}"),
         format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
         format!("courier: store {}", redact_url(&database_url)),
         format!("courier: try `courier users create --name Ada --email ada@example.com --server http://{addr}`"),
-    ]);
+    ];
+    lines.extend(notes);
+    announce(&lines);
     let shutdown = async move {
         server::shutdown_signal().await;
         // Live event feeds end now, so they do not hold the drain open until the grace period.
@@ -98,6 +126,12 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
     };
     server::serve(listener, set, &config.server, shutdown).await?;
     Ok(())
+}
+
+/// A comma-separated list of replica URLs, or `None` when empty.
+fn url_list(urls: &str) -> Option<Vec<String>> {
+    let list: Vec<String> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+    (!list.is_empty()).then_some(list)
 }
 
 /// Prints to stdout, ignoring failures: a server must not die because whoever started it closed its stdout.
