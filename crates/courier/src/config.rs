@@ -57,10 +57,13 @@ impl Default for ServeConfig {
 }
 
 /// The runtime defaults, plus the deadline budget of payments' hot call: an Authorize whose caller sent no
-/// deadline gets 250 ms (users and risk lookups get their own, shorter, sub-deadlines inside it).
+/// deadline gets 250 ms (users and risk lookups get their own, shorter, sub-deadlines inside it), and one that
+/// arrives with under 2 ms left is refused before any work.
 fn default_server_options() -> ServerOptions {
     let mut options = ServerOptions::default();
     options.deadlines.methods.insert(AUTHORIZE.to_owned(), std::time::Duration::from_millis(250));
+    // Less than this cannot cover even the ledger's commit: refused at once, before any work.
+    options.deadlines.minimums.insert(AUTHORIZE.to_owned(), std::time::Duration::from_millis(2));
     options
 }
 
