@@ -127,7 +127,7 @@ async fn authorize_in_time(channel: &Channel, request: pb::AuthorizeRequest) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_risk_service_is_stood_in_for_within_the_deadline() {
+async fn a_slow_then_dead_risk_service_is_stood_in_for_within_the_deadline() {
     // Score takes 300 ms; payments gives it 50 ms.
     let stack = stack(1, "delay = \"300ms\"", "");
     let account = stack.account(1_000_000).await;
@@ -138,6 +138,14 @@ async fn a_slow_risk_service_is_stood_in_for_within_the_deadline() {
     // Above the stand-in limit per authorization (10,000 by default): 91, still decided by the stand-in.
     let big = authorize_in_time(&stack.payments.channel, authorize_request(&account, 10_001)).await;
     assert_eq!((big.response_code.as_str(), big.decided_by()), ("91", pb::Decider::StandIn));
+
+    // Risk gone altogether: the same policy, as fast (the breaker soon answers locally).
+    let mut stack = stack;
+    stack.risks.remove(0).kill();
+    for _ in 0..20 {
+        let authorization = authorize_in_time(&stack.payments.channel, authorize_request(&account, 100)).await;
+        assert_eq!((authorization.response_code.as_str(), authorization.decided_by()), ("00", pb::Decider::StandIn));
+    }
     stack.ledger_check();
 }
 
