@@ -319,7 +319,10 @@ class Server:
         # be checked) and no velocity rule (the stream checks send 50 at once).
         rules = data_dir / "risk-rules.toml"
         rules.write_text(RISK_RULES)
-        self.argv = [binary, "up", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
+        self.argv = [
+            binary, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "--data-dir", str(data_dir),
+        ]
         self.proc = subprocess.Popen(
             self.argv,
             env=dict(os.environ, COURIER_RISK__RULES_FILE=str(rules)),

@@ -14,9 +14,14 @@
 //! - [`clock`]: the system clock, or a manual one tests move.
 //! - [`time`]: microseconds in stores, `google.protobuf.Timestamp` on the wire.
 //! - [`logging`]: `tracing` set-up, human or JSON.
+//! - [`tls`]: the `[tls]` table (server certificates, mutual TLS, outbound trust), the loopback rule for
+//!   plaintext, and development certificates.
+//! - [`metrics`]: Prometheus metrics in the process-wide registry; [`admin`] serves them, with liveness and
+//!   readiness, on the admin HTTP port.
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -24,6 +29,8 @@ pub mod db;
 pub mod deadline;
 pub mod layers;
 pub mod logging;
+pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod time;
+pub mod tls;

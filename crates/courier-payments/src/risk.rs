@@ -44,13 +44,15 @@ impl RiskAssessor {
 
 /// The channel to RiskService: Score gets at most `timeout` (less when the Authorize has less left) and is never
 /// retried (every call counts towards the velocity rules; a second attempt would count twice). `urls` may name
-/// several replicas, balanced by the channel.
+/// several replicas, balanced by the channel. With `tls` (from `[tls] ca`), the URLs must be `https://`.
 pub fn risk_channel(
     urls: &[String],
     timeout: std::time::Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
     ResilientChannel::builder("risk")
         .endpoints(urls.iter().cloned())
+        .tls(tls)
         .max_timeout(timeout)
         .health_check(watch_health(urls))
         .build()
@@ -63,12 +65,15 @@ fn watch_health(urls: &[String]) -> bool {
 }
 
 /// The channel to UserService: GetUser is idempotent, so it retries (on UNAVAILABLE, within the deadline).
+/// With `tls` (from `[tls] ca`), the URLs must be `https://`.
 pub fn users_channel(
     urls: &[String],
     timeout: std::time::Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
     ResilientChannel::builder("users")
         .endpoints(urls.iter().cloned())
+        .tls(tls)
         .max_timeout(timeout)
         .method("/courier.users.v1.UserService/GetUser", courier_kit::client::MethodOptions::idempotent())
         .health_check(watch_health(urls))

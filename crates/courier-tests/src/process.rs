@@ -11,6 +11,8 @@ use tonic::transport::Channel;
 pub struct CourierProcess {
     child: Child,
     pub addr: String,
+    /// The admin port (`/metrics`, `/healthz`, `/readyz`), when the process serves one.
+    pub admin: Option<String>,
     pub channel: Channel,
 }
 
@@ -37,10 +39,13 @@ impl CourierProcess {
             .map_while(Result::ok)
             .find_map(|l| l.strip_prefix("courier: listening on ").map(str::to_owned))
             .expect("courier printed its address");
+        // The admin line, when there is one, comes right after (the lines are printed together).
+        let admin =
+            lines.next().and_then(Result::ok).and_then(|l| l.strip_prefix("courier: admin on ").map(str::to_owned));
         // Keep draining stdout so the child never writes into a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-        Self { child, addr, channel }
+        Self { child, addr, admin, channel }
     }
 
     pub fn payments(&self) -> PaymentServiceClient<Channel> {
@@ -49,6 +54,11 @@ impl CourierProcess {
 
     pub fn users(&self) -> UserServiceClient<Channel> {
         UserServiceClient::new(self.channel.clone())
+    }
+
+    /// The process id (for `kill -TERM`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, then reap.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use courier_kit::logging::LogFormat;
 use courier_kit::server::ServerOptions;
+use courier_kit::tls::TlsConfig;
 use courier_payments::PaymentsConfig;
 use courier_risk::RiskConfig;
 use serde::{Deserialize, Serialize};
@@ -17,10 +18,15 @@ use serde::{Deserialize, Serialize};
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// The admin HTTP port (/metrics, /healthz, /readyz): an address, or `off`. Unset means the command's
+    /// default: `127.0.0.1:9090` for `up`, off for `serve` (one host often runs several; give each its own).
+    pub admin_listen: Option<String>,
     /// Directory for the embedded SQLite database.
     pub data_dir: PathBuf,
     /// `sqlite://...` or `postgres://...`; empty means `sqlite://<data_dir>/courier.db`.
     pub database_url: String,
+    /// Connections per store pool (each service in the process has its own pool).
+    pub database_max_connections: u32,
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// Log filter in `RUST_LOG` syntax.
@@ -37,14 +43,21 @@ pub struct ServeConfig {
     pub payments: PaymentsConfig,
     /// Risk rules file and memory bounds (the `[risk]` table).
     pub risk: RiskConfig,
+    /// Certificates: served (`cert`, `key`, `client_ca` for mTLS) and trusted on outbound calls (`ca`,
+    /// `client_cert`, `client_key`, `domain`). The `[tls]` table; empty means plaintext.
+    pub tls: TlsConfig,
+    /// Serve plaintext on a non-loopback address anyway (something else encrypts the traffic). Default false.
+    pub allow_insecure: bool,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: None,
             data_dir: PathBuf::from("courier-data"),
             database_url: String::new(),
+            database_max_connections: 16,
             log_format: LogFormat::Human,
             log: "info".into(),
             server: default_server_options(),
@@ -52,6 +65,8 @@ impl Default for ServeConfig {
             risk_url: String::new(),
             payments: PaymentsConfig::default(),
             risk: RiskConfig::default(),
+            tls: TlsConfig::default(),
+            allow_insecure: false,
         }
     }
 }
@@ -71,6 +86,26 @@ fn default_server_options() -> ServerOptions {
 pub const AUTHORIZE: &str = "/courier.payments.v1.PaymentService/Authorize";
 
 impl ServeConfig {
+    /// How to open a store pool.
+    pub fn db_config(&self) -> courier_kit::db::DbConfig {
+        let mut config = courier_kit::db::DbConfig::new(self.database_url());
+        config.max_connections = self.database_max_connections.max(1);
+        config
+    }
+
+    /// Where the admin port listens, if anywhere: `admin_listen`, else `default` (the command's).
+    pub fn admin_addr(&self, default: Option<SocketAddr>) -> anyhow::Result<Option<SocketAddr>> {
+        match self.admin_listen.as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("" | "off") => Ok(None),
+            Some(addr) => addr.parse().map(Some).map_err(|error| {
+                anyhow::anyhow!(
+                    "invalid configuration key `admin_listen`: {addr:?} is not an address or `off` ({error})"
+                )
+            }),
+        }
+    }
+
     /// The database URL, derived from the data dir when none was given.
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {
@@ -92,6 +127,10 @@ pub struct ServeFlags {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Admin HTTP address for /metrics, /healthz, /readyz, or `off` [default: 127.0.0.1:9090 for up, off for serve].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
     /// Directory for the embedded SQLite database [default: ./courier-data].
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +155,10 @@ pub struct ServeFlags {
     #[arg(long, value_name = "FILTER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// Serve plaintext on a non-loopback address (without it, such an address needs `[tls] cert` and `key`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure: bool,
 }
 
 impl ServeFlags {

@@ -43,6 +43,9 @@ enum Command {
     /// Inspect the ledger store directly.
     #[command(subcommand)]
     Ledger(cmd::ledger::LedgerCommand),
+    /// Local development helpers (certificates for TLS).
+    #[command(subcommand)]
+    Dev(cmd::dev::DevCommand),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Authorizations(command) => client::authorizations::run(command).await,
             Command::Events(command) => client::events::run(command).await,
             Command::Ledger(command) => cmd::ledger::run(command).await,
+            Command::Dev(command) => cmd::dev::run(command),
         }
     });
     match outcome {

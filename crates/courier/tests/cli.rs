@@ -25,7 +25,8 @@ impl ServerProcess {
 
     /// `courier up`: every service, payments included, in one process.
     fn up() -> Self {
-        Self::launch(&["up"], &[], Stdio::null())
+        // Its admin port defaults to 9090: a free one, so tests in parallel do not collide.
+        Self::launch(&["up"], &["--admin-listen", "127.0.0.1:0"], Stdio::null())
     }
 
     fn launch(command: &[&str], extra_args: &[&str], stderr: Stdio) -> Self {

@@ -104,8 +104,10 @@ fn a_bad_rules_file_stops_the_process_before_it_listens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_risk_beside_users_and_payments() {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        CourierProcess::start(BIN, &["up", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()]);
+    let server = CourierProcess::start(
+        BIN,
+        &["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()],
+    );
     let mut risk = RiskServiceClient::new(server.channel.clone());
     let scored = risk.score(score_request(100)).await.unwrap().into_inner();
     assert_eq!((scored.rule_set_version.as_str(), scored.decision()), ("builtin-1", pb::RiskDecision::Allow));

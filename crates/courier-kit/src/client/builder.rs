@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use super::balance;
 use super::breaker::Breaker;
 use super::call::Upstream;
+use super::metrics::ClientMetrics;
 use super::options::{BreakerOptions, MethodOptions, RetryPolicy, ThrottleOptions, UpstreamOptions};
 use super::retry::{MethodTable, Throttle};
 use super::ResilientChannel;
@@ -49,11 +50,13 @@ pub enum BuildError {
 pub struct ResilientChannelBuilder {
     name: String,
     options: UpstreamOptions,
+    /// Not part of [`UpstreamOptions`]: it holds certificates, not settings (see [`crate::tls::TlsConfig`]).
+    tls: Option<ClientTlsConfig>,
 }
 
 impl ResilientChannelBuilder {
     pub(super) fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), options: UpstreamOptions::default() }
+        Self { name: name.into(), options: UpstreamOptions::default(), tls: None }
     }
 
     /// Replaces every option (endpoint URLs included) with `options`.
@@ -110,6 +113,13 @@ impl ResilientChannelBuilder {
         self
     }
 
+    /// Calls every replica over TLS (mutual when `tls` has an identity); the URLs must then be `https://`, and
+    /// without it they must be `http://`, so a configuration cannot fall back to plaintext by a typo.
+    pub fn tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Whether to follow the replicas' health (on by default).
     pub fn health_check(mut self, enabled: bool) -> Self {
         self.options.health_check = enabled;
@@ -119,7 +129,7 @@ impl ResilientChannelBuilder {
     /// Checks the options and starts the channel (its balancer and health watchers). Must run inside a Tokio
     /// runtime; connections are made lazily.
     pub fn build(self) -> Result<ResilientChannel, BuildError> {
-        let Self { name, options } = self;
+        let Self { name, options, tls } = self;
         validate(&name, &options)?;
         if options.urls.is_empty() {
             return Err(BuildError::NoEndpoints(name));
@@ -133,6 +143,22 @@ impl ResilientChannelBuilder {
                     url: url.clone(),
                     reason: error.to_string(),
                 })?;
+                let invalid = |reason: &str| BuildError::InvalidUrl {
+                    upstream: name.clone(),
+                    url: url.clone(),
+                    reason: reason.to_owned(),
+                };
+                // tonic would connect in plaintext to an http:// URL even with TLS configured.
+                let endpoint = match (&tls, endpoint.uri().scheme_str()) {
+                    (Some(tls), Some("https")) => {
+                        endpoint.tls_config(tls.clone()).map_err(|error| invalid(&error.to_string()))?
+                    }
+                    (Some(_), _) => return Err(invalid("TLS is configured (tls.ca), so it must be https://")),
+                    (None, Some("https")) => {
+                        return Err(invalid("https:// needs TLS configured: the CA to trust (tls.ca)"))
+                    }
+                    (None, _) => endpoint,
+                };
                 Ok(endpoint
                     .connect_timeout(options.connect_timeout)
                     .tcp_nodelay(true)
@@ -150,6 +176,7 @@ impl ResilientChannelBuilder {
             breaker: options.breaker.enabled.then(|| Breaker::new(&options.breaker)),
             throttle: options.throttle.enabled.then(|| Throttle::new(&options.throttle)),
             endpoints,
+            metrics: ClientMetrics::new(&name),
             name,
         };
         Ok(ResilientChannel { upstream: Arc::new(upstream), dispatch })

@@ -18,6 +18,7 @@ use tower::{BoxError, Service, ServiceExt};
 use super::balance::{Dispatch, Endpoints};
 use super::body::{Outcome, Outgoing, ResilientBody};
 use super::breaker::{self, Breaker};
+use super::metrics::ClientMetrics;
 use super::retry::{self, Backoff, CodeSet, Failed, MethodTable, Pushback, Throttle, PREVIOUS_ATTEMPTS_HEADER};
 use crate::deadline::grpc_timeout;
 
@@ -31,6 +32,7 @@ pub(crate) struct Upstream {
     pub breaker: Option<Breaker>,
     pub throttle: Option<Throttle>,
     pub endpoints: Arc<Endpoints>,
+    pub metrics: ClientMetrics,
 }
 
 impl Upstream {
@@ -38,6 +40,7 @@ impl Upstream {
     pub(crate) fn record(&self, code: Code, throttle_failures: CodeSet, told_to_stop: bool) {
         if let Some(breaker) = &self.breaker {
             breaker.record(!breaker::is_failure(code));
+            self.metrics.reject_probability.set(breaker.reject_probability());
         }
         if let Some(throttle) = &self.throttle {
             if code == Code::Ok {
@@ -107,9 +110,11 @@ pub(crate) async fn run(
     let mut attempts = 0;
     loop {
         if upstream.endpoints.none_can_serve() {
+            upstream.metrics.no_endpoint.inc();
             return Err(upstream.fail(Code::Unavailable, "no endpoint is serving"));
         }
         if upstream.breaker.as_ref().is_some_and(|breaker| !breaker.admit()) {
+            upstream.metrics.circuit_open.inc();
             return Err(upstream.fail(Code::Unavailable, "circuit open: recent calls failed, call refused locally"));
         }
         attempts += 1;
@@ -156,7 +161,10 @@ pub(crate) async fn run(
             _ => None,
         };
         match delay {
-            Some(delay) => tokio::time::sleep(delay).await,
+            Some(delay) => {
+                upstream.metrics.retries.inc();
+                tokio::time::sleep(delay).await;
+            }
             None => {
                 return match answer {
                     Ok(response) => Ok(response.map(|body| ResilientBody::new(body, deadline, None))),

@@ -42,6 +42,7 @@ mod body;
 mod breaker;
 mod builder;
 mod call;
+mod metrics;
 mod options;
 mod retry;
 

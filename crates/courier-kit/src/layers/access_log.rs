@@ -112,6 +112,7 @@ impl Drop for CallRecord {
     }
 }
 
-fn grpc_code(headers: &HeaderMap) -> Option<Code> {
+/// The gRPC status code in `headers` (response headers of a trailers-only response, or trailers).
+pub(super) fn grpc_code(headers: &HeaderMap) -> Option<Code> {
     headers.get("grpc-status").map(|value| Code::from_bytes(value.as_bytes()))
 }

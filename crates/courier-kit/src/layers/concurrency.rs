@@ -71,6 +71,10 @@ struct Shared {
     pushback: Option<HeaderValue>,
     overload: OverloadOptions,
     sheds: bool,
+    /// `courier_server_refused_total{reason="concurrency_limit"}`, resolved once.
+    refused_full: prometheus::IntCounter,
+    /// `courier_server_refused_total{reason="load_shed"}`.
+    refused_shed: prometheus::IntCounter,
 }
 
 impl ConcurrencyLimitLayer {
@@ -89,6 +93,8 @@ impl ConcurrencyLimitLayer {
             pushback: overload.retry_pushback.map(|pushback| HeaderValue::from(pushback.as_millis() as u64)),
             overload: overload.clone(),
             sheds: !overload.expected_service_time.is_zero() || !overload.expected_service_times.is_empty(),
+            refused_full: crate::metrics::SERVER_REFUSED.with_label_values(&["concurrency_limit"]),
+            refused_shed: crate::metrics::SERVER_REFUSED.with_label_values(&["load_shed"]),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -172,11 +178,13 @@ where
             return ResponseFuture::Admitted { inner: self.inner.call(request), permit: None };
         }
         let Ok(permit) = self.shared.permits.clone().try_acquire_owned() else {
+            self.shared.refused_full.inc();
             let response = self.refuse("server is at its concurrency limit; retry later".into());
             return ResponseFuture::Refused { response: Some(response) };
         };
         if let Some(reason) = self.shed_reason(&request) {
             drop(permit);
+            self.shared.refused_shed.inc();
             return ResponseFuture::Refused { response: Some(self.refuse(reason)) };
         }
         ResponseFuture::Admitted { inner: self.inner.call(request), permit: Some(permit) }

@@ -19,7 +19,10 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tower::Service;
 
-use crate::layers::{AccessLogLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer};
+use crate::admin::Readiness;
+use crate::layers::{
+    AccessLogLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer,
+};
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
 
@@ -29,6 +32,7 @@ pub struct ServiceSet {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
+    readiness: Readiness,
 }
 
 impl ServiceSet {
@@ -52,6 +56,11 @@ impl ServiceSet {
     pub fn describe(&mut self, encoded_descriptor_set: &'static [u8]) -> &mut Self {
         self.descriptor_sets.push(encoded_descriptor_set);
         self
+    }
+
+    /// The readiness [`serve`] reports: set once every service is SERVING, cleared when draining starts.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
     }
 
     /// Names of the application services, as health and reflection report them.
@@ -80,7 +89,7 @@ pub async fn serve(
     options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let ServiceSet { mut routes, names, descriptor_sets } = services;
+    let ServiceSet { mut routes, names, descriptor_sets, readiness } = services;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in &names {
@@ -108,11 +117,18 @@ pub async fn serve(
     }
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    // With TLS, every accepted connection is handshaken first; a failed handshake (no client certificate under
+    // mTLS, a plaintext client) drops that connection only.
+    let builder = match &options.tls {
+        Some(tls) => tonic::transport::Server::builder().tls_config(tls.config())?,
+        None => tonic::transport::Server::builder(),
+    };
+    let server = builder
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .tcp_nodelay(true)
         .layer(AccessLogLayer)
+        .layer(RpcMetricsLayer)
         .layer(FaultLayer::new(&options.faults))
         .layer(DeadlineLayer::new(&options.deadlines))
         .layer(ConcurrencyLimitLayer::with_overload(options.max_concurrent_calls, &options.overload))
@@ -122,6 +138,7 @@ pub async fn serve(
             let _ = drain_rx.await;
         });
     tokio::pin!(server);
+    readiness.set(true);
 
     tokio::select! {
         result = &mut server => return result.map_err(ServeError::from),
@@ -129,6 +146,7 @@ pub async fn serve(
     }
 
     tracing::info!(grace = ?options.shutdown_grace, "shutting down: health NOT_SERVING, draining calls in flight");
+    readiness.set(false);
     health.set_service_status("", ServingStatus::NotServing).await;
     for name in &names {
         health.set_service_status(*name, ServingStatus::NotServing).await;

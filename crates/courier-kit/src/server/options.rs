@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::layers::{DeadlineOptions, FaultOptions, OverloadOptions};
+use crate::tls::ServerTls;
 
 /// Limits and timings applied to every service a process runs. Deserialised from the `[server]` table of the
 /// config file, `COURIER_SERVER_*` variables, or flags (see `courier_kit::config`).
@@ -35,6 +36,10 @@ pub struct ServerOptions {
     /// Fault injection per full method path (`[server.faults."/pkg.Service/Method"]`, see [`FaultOptions`]).
     /// Empty, so off, by default.
     pub faults: BTreeMap<String, FaultOptions>,
+    /// TLS (mutual when it has a client CA), loaded from the `[tls]` table by the binary (see
+    /// [`crate::tls::TlsConfig::server`]); `None`, the default, serves plaintext.
+    #[serde(skip)]
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +54,7 @@ impl Default for ServerOptions {
             deadlines: DeadlineOptions::default(),
             overload: OverloadOptions::default(),
             faults: BTreeMap::new(),
+            tls: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use prost::Message;
 use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
 
+use super::metrics::Decided;
 use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS};
 use super::{
     AuthorizeCmd, CaptureCmd, CreditCmd, Done, Holder, LedgerError, NewAccount, Op, Risk, SweepReport, VoidCmd,
@@ -29,6 +30,8 @@ pub(super) struct Tx<'a> {
     now: i64,
     sequence: i64,
     first_sequence: i64,
+    /// Authorizations decided so far, for the metrics once (if) the batch commits.
+    decided: Vec<Decided>,
 }
 
 impl<'a> Tx<'a> {
@@ -46,18 +49,19 @@ impl<'a> Tx<'a> {
         )
         .fetch_one(&mut *conn)
         .await?;
-        Ok(Tx { conn, config, now, sequence, first_sequence: sequence })
+        Ok(Tx { conn, config, now, sequence, first_sequence: sequence, decided: Vec::new() })
     }
 
     /// Records the last sequence number used; returns it.
-    pub async fn finish(self) -> Result<i64, sqlx::Error> {
+    /// Writes the last sequence number; returns it with the authorizations decided in this transaction.
+    pub async fn finish(self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
         if self.sequence != self.first_sequence {
             sqlx::query("UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1")
                 .bind(self.sequence)
                 .execute(&mut *self.conn)
                 .await?;
         }
-        Ok(self.sequence)
+        Ok((self.sequence, self.decided))
     }
 
     pub async fn apply(&mut self, op: &Op) -> Result<Answer, sqlx::Error> {
@@ -212,6 +216,8 @@ impl<'a> Tx<'a> {
         };
         self.append(event).await?;
         self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        let reason = DeclineReason::try_from(authorization.decline_reason).unwrap_or(DeclineReason::Unspecified);
+        self.decided.push(Decided { reason, decider: cmd.risk.decider() });
         Ok(Ok(Done::Authorization(authorization)))
     }
 

@@ -14,6 +14,7 @@ use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::Tx;
+use super::metrics::Decided;
 use super::{Done, LedgerError, Op};
 use crate::config::PaymentsConfig;
 use crate::model::Clock;
@@ -24,7 +25,7 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Done, LedgerError>>,
 }
 
-/// Counters of the writer's work, for benchmarks and (later) metrics.
+/// Counters of the writer's work, for benchmarks (Prometheus metrics: `super::metrics`).
 #[derive(Debug, Default)]
 pub struct WriterStats {
     /// Transactions committed.
@@ -72,8 +73,10 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
         match commit(&pool, &config, &clock, &batch).await {
-            Ok((answers, last_sequence)) => {
+            Ok((answers, last_sequence, decided)) => {
+                super::metrics::committed(batch.len(), started.elapsed(), &decided);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.operations.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 committed.send_if_modified(|seen| std::mem::replace(seen, last_sequence) != last_sequence);
@@ -98,7 +101,7 @@ async fn commit(
     config: &PaymentsConfig,
     clock: &Clock,
     batch: &[Job],
-) -> Result<(Answers, i64), sqlx::Error> {
+) -> Result<(Answers, i64, Vec<Decided>), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut transaction = conn.begin().await?;
     let mut tx = Tx::begin(&mut transaction, config, clock.now_us()).await?;
@@ -106,8 +109,8 @@ async fn commit(
     for job in batch {
         answers.push(tx.apply(&job.op).await?);
     }
-    let last_sequence = tx.finish().await?;
+    let (last_sequence, decided) = tx.finish().await?;
     transaction.commit().await?;
     tracing::trace!(target: "courier::ledger", operations = batch.len(), last_sequence, "batch committed");
-    Ok((answers, last_sequence))
+    Ok((answers, last_sequence, decided))
 }

@@ -5,10 +5,12 @@ pub mod authorizations;
 pub mod events;
 pub mod users;
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use clap::Args;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_types::StatusExt;
 
 /// Flags every client subcommand takes.
@@ -23,6 +25,15 @@ pub struct ClientFlags {
     /// Deadline for each call, e.g. 5s or 500ms.
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// CA certificate (PEM) to trust for an https:// server.
+    #[arg(long, global = true, env = "COURIER_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require one (mTLS); with --key.
+    #[arg(long, global = true, env = "COURIER_CERT", value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "COURIER_KEY", value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 impl ClientFlags {
@@ -33,7 +44,40 @@ impl ClientFlags {
             })?
             .connect_timeout(Duration::from_secs(5))
             .timeout(self.timeout);
-        endpoint.connect().await.map_err(|e| anyhow::anyhow!("UNAVAILABLE: cannot connect to {}: {e}", self.server))
+        let endpoint = match self.tls()? {
+            Some(tls) => endpoint.tls_config(tls)?,
+            None => endpoint,
+        };
+        endpoint.connect().await.map_err(|e| {
+            let reason = courier_kit::tls::error_chain(&e);
+            anyhow::anyhow!("UNAVAILABLE: cannot connect to {}: {reason}", self.server)
+        })
+    }
+}
+
+impl ClientFlags {
+    /// TLS from --ca (and --cert/--key), which go with https:// only: a CA next to an http:// URL would
+    /// otherwise send everything in plaintext without a word.
+    fn tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        let https = self.server.starts_with("https://");
+        let Some(ca) = &self.ca else {
+            anyhow::ensure!(
+                !https,
+                "--server {} is https://: pass --ca FILE, the CA that signed its certificate",
+                self.server
+            );
+            anyhow::ensure!(self.cert.is_none(), "--cert and --key need --ca and an https:// --server");
+            return Ok(None);
+        };
+        anyhow::ensure!(https, "--ca is given, so --server must be https:// (it is {:?})", self.server);
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("{flag} {}: cannot read", path.display()))
+        };
+        let identity = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((read("--cert", cert)?, read("--key", key)?)),
+            _ => None,
+        };
+        Ok(Some(courier_kit::tls::client_config(read("--ca", ca)?, identity, None)))
     }
 }
 

@@ -1,4 +1,6 @@
 //! The server-side subcommands.
 
+pub mod dev;
 pub mod ledger;
 pub mod serve;
+pub mod transport;

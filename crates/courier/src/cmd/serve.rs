@@ -1,13 +1,15 @@
 //! `courier up` (every service, one process) and `courier serve <service>` (one service alone).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use courier_kit::db::DbConfig;
 use courier_kit::server::{self, ServiceSet};
 use courier_payments::model::Clock;
 use courier_payments::Ledger;
 use tokio::net::TcpListener;
 
+use super::transport::Transport;
 use crate::config::{ServeConfig, ServeFlags};
 
 /// `courier up`.
@@ -40,16 +42,21 @@ enum ServiceName {
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
-    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk]).await
+    let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
+    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin).await
 }
 
 /// Runs one service.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
-    run(&config, &[args.service]).await
+    let admin = config.admin_addr(None)?;
+    run(&config, &[args.service], admin).await
 }
 
-async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<()> {
+/// Where `courier up` serves /metrics, /healthz and /readyz unless told otherwise.
+const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
+
+async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<SocketAddr>) -> anyhow::Result<()> {
     courier_kit::logging::init(config.log_format, &config.log)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
@@ -61,9 +68,16 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
         None
     };
 
+    // Certificates read and the loopback rule applied before binding: an unsafe or broken setup binds nothing.
+    let transport = Transport::load(config)?;
     // Bound first: in `courier up`, payments calls UserService at this very address.
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Bound before the stores open, like the gRPC port, so a taken port stops the process at once.
+    let admin_listener = match admin {
+        Some(admin) => Some(TcpListener::bind(admin).await.with_context(|| format!("binding the admin port {admin}"))?),
+        None => None,
+    };
 
     let mut set = ServiceSet::default();
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
@@ -73,27 +87,37 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
     for service in services {
         match service {
             ServiceName::Users => {
-                let store = courier_users::store::connect(&courier_users::store::StoreConfig::new(&database_url))
+                let store = courier_users::store::connect(&config.db_config())
                     .await
                     .with_context(|| format!("opening the user store at {}", redact_url(&database_url)))?;
                 set.add(courier_users::UsersApi::new(store).into_service());
             }
             ServiceName::Payments => {
-                let pool = courier_payments::open_store(&DbConfig::new(&database_url))
+                let pool = courier_payments::open_store(&config.db_config())
                     .await
                     .with_context(|| format!("opening the payments store at {}", redact_url(&database_url)))?;
                 let ledger = Ledger::start(pool, config.payments.clone(), Clock::system());
                 ledger.spawn_sweeper();
-                let own = format!("http://{addr}");
-                let users_urls = url_list(&config.users_url).unwrap_or_else(|| vec![own.clone()]);
-                let users = courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout)
-                    .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
+                let own = || transport.own_url(addr);
+                let users_urls = match url_list(&config.users_url) {
+                    Some(urls) => urls,
+                    None => vec![own()?],
+                };
+                let users_tls = transport.client.clone();
+                let users =
+                    courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls)
+                        .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
                 let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
                 // RiskService: the one configured, else this process's own when it serves one; without either,
                 // authorizations are decided without risk (and the startup lines say so).
-                let risk_urls = url_list(&config.risk_url).or_else(|| risk.as_ref().map(|_| vec![own.clone()]));
+                let risk_urls = match url_list(&config.risk_url) {
+                    Some(urls) => Some(urls),
+                    None if risk.is_some() => Some(vec![own()?]),
+                    None => None,
+                };
                 if let Some(urls) = &risk_urls {
-                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout)
+                    let risk_tls = transport.client.clone();
+                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls)
                         .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
                     api = api.with_risk(channel);
                 } else {
@@ -111,20 +135,28 @@ async fn run(config: &ServeConfig, services: &[ServiceName]) -> anyhow::Result<(
         }
     }
     // Scripts and tests wait for the first line (the port is the real one when --listen asked for port 0).
-    let mut lines = vec![
-        format!("courier: listening on {addr}"),
+    let mut lines = vec![format!("courier: listening on {addr}")];
+    if let Some(admin) = &admin_listener {
+        lines.push(format!("courier: admin on {}", admin.local_addr()?));
+    }
+    lines.extend([
         format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
         format!("courier: store {}", redact_url(&database_url)),
-        format!("courier: try `courier users create --name Ada --email ada@example.com --server http://{addr}`"),
-    ];
+        format!("courier: try `courier users create --name Ada --email ada@example.com {}`", transport.cli_hint(addr)),
+    ]);
+    lines.push(transport.describe(addr));
     lines.extend(notes);
+    if let Some(admin) = admin_listener {
+        tokio::spawn(courier_kit::admin::serve_admin(admin, set.readiness()));
+    }
     announce(&lines);
     let shutdown = async move {
         server::shutdown_signal().await;
         // Live event feeds end now, so they do not hold the drain open until the grace period.
         ledgers.iter().for_each(Ledger::close_feeds);
     };
-    server::serve(listener, set, &config.server, shutdown).await?;
+    let options = server::ServerOptions { tls: transport.server, ..config.server.clone() };
+    server::serve(listener, set, &options, shutdown).await?;
     Ok(())
 }
 

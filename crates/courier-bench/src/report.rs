@@ -1,0 +1,88 @@
+//! Latency distribution and throughput of one run.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Microsecond latencies, 1 µs to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// `closed` or `open@RATE`.
+    pub mode: String,
+    /// Calls that answered OK (declines included: they are answers).
+    pub ok: u64,
+    /// Calls that failed, by gRPC code name.
+    pub errors: Vec<(String, u64)>,
+    /// Measured seconds (after warm-up).
+    pub seconds: f64,
+    /// OK calls per second.
+    pub throughput: f64,
+    /// Latency percentiles in microseconds.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Slowest call.
+    pub max_us: u64,
+}
+
+impl Report {
+    /// Summarises a merged histogram.
+    pub fn new(
+        scenario: &str,
+        mode: String,
+        histogram: &Histogram<u64>,
+        errors: Vec<(String, u64)>,
+        elapsed: Duration,
+    ) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        let ok = histogram.len();
+        Self {
+            scenario: scenario.to_owned(),
+            mode,
+            ok,
+            errors,
+            seconds,
+            throughput: if seconds > 0.0 { ok as f64 / seconds } else { 0.0 },
+            p50_us: histogram.value_at_quantile(0.50),
+            p90_us: histogram.value_at_quantile(0.90),
+            p99_us: histogram.value_at_quantile(0.99),
+            p999_us: histogram.value_at_quantile(0.999),
+            max_us: histogram.max(),
+        }
+    }
+
+    /// One markdown table row: scenario, mode, throughput, p50, p90, p99, p99.9, max (ms), errors.
+    pub fn markdown_row(&self) -> String {
+        let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+        let errors: u64 = self.errors.iter().map(|(_, n)| n).sum();
+        format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            self.scenario,
+            self.mode,
+            self.throughput,
+            ms(self.p50_us),
+            ms(self.p90_us),
+            ms(self.p99_us),
+            ms(self.p999_us),
+            ms(self.max_us),
+            errors
+        )
+    }
+
+    /// The header matching [`Report::markdown_row`].
+    pub fn markdown_header() -> &'static str {
+        "| scenario | mode | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|"
+    }
+}
