@@ -74,3 +74,29 @@ impl Drop for CourierProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `bin ledger check` on the store named by `store` (e.g. `--data-dir DIR` or `--database-url URL`) and
+/// panics with its output unless every invariant holds.
+pub fn ledger_check(bin: &str, store: &[&str]) {
+    let output = Command::new(bin).args(["ledger", "check"]).args(store).output().expect("run ledger check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("ledger check: ok"),
+        "ledger check failed:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A new ACTIVE user on `users` and their USD account on `payments`, credited with `funds`; returns the account id.
+/// (`courier up` serves both: pass the same process twice.)
+pub async fn funded_account(users: &CourierProcess, payments: &CourierProcess, funds: i64) -> String {
+    use courier_proto::payments::v1 as pb;
+    let email = format!("{}@example.com", crate::payments::key().trim_start_matches("key-"));
+    let request = courier_proto::users::v1::CreateUserRequest { name: "Holder".into(), email };
+    let user = users.users().create_user(request).await.expect("create user").into_inner().user.expect("user");
+    let mut client = payments.payments();
+    let open = pb::OpenAccountRequest { owner_user_id: user.id, currency: "USD".into(), credit_limit: 0 };
+    let account = client.open_account(open).await.expect("open").into_inner().account.expect("account");
+    crate::payments::credit(&mut client, &account.id, funds).await;
+    account.id
+}

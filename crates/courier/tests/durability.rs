@@ -5,12 +5,10 @@
 //! - Several processes on one PostgreSQL database: 64 concurrent callers spread over them get exactly N approvals,
 //!   and one idempotency key sent to all of them places one hold.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use courier_proto::payments::v1 as pb;
-use courier_proto::users::v1 as users;
-use courier_tests::payments::{authorize_request, capture_request, key};
+use courier_tests::payments::{authorize_request, capture_request};
 use courier_tests::process::CourierProcess;
 use tokio::sync::Notify;
 
@@ -48,43 +46,12 @@ fn patient<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-/// `courier ledger check` on the same store; panics with its output unless it passes.
 fn ledger_check(store: &[&str]) {
-    let output = Command::new(BIN).args(["ledger", "check"]).args(store).output().expect("run ledger check");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("ledger check: ok"),
-        "ledger check failed:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    courier_tests::process::ledger_check(BIN, store);
 }
 
-/// An ACTIVE user's account in USD, credited with `funds`.
 async fn funded_account(server: &CourierProcess, funds: i64) -> String {
-    let email = format!("{}@example.com", uuid_hex());
-    let user = server
-        .users()
-        .create_user(users::CreateUserRequest { name: "Holder".into(), email })
-        .await
-        .expect("create user")
-        .into_inner()
-        .user
-        .expect("user");
-    let mut payments = server.payments();
-    let open = pb::OpenAccountRequest { owner_user_id: user.id, currency: "USD".into(), credit_limit: 0 };
-    let account = payments.open_account(open).await.expect("open").into_inner().account.expect("account");
-    let credit = pb::CreditAccountRequest {
-        account_id: account.id.clone(),
-        amount: funds,
-        currency: "USD".into(),
-        idempotency_key: key(),
-    };
-    payments.credit_account(credit).await.expect("credit");
-    account.id
-}
-
-fn uuid_hex() -> String {
-    key().trim_start_matches("key-").to_owned()
+    courier_tests::process::funded_account(server, server, funds).await
 }
 
 /// What the load acknowledged: authorizations (with the request that made them) and captures.

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use courier_proto::payments::v1 as pb;
-use courier_proto::users::v1 as users;
 use courier_tests::payments::authorize_request;
 use courier_tests::process::CourierProcess;
 use tonic::transport::Channel;
@@ -88,30 +87,12 @@ fn stack(risk_replicas: usize, risk_faults: &str, payments_extra: &str) -> Stack
 impl Stack {
     /// An ACTIVE user's USD account with `funds`.
     async fn account(&self, funds: i64) -> String {
-        let email = format!("{}@example.com", uuid_hex());
-        let request = users::CreateUserRequest { name: "Holder".into(), email };
-        let user = self.users.as_ref().unwrap().users().create_user(request).await.unwrap().into_inner().user.unwrap();
-        let mut payments = self.payments.payments();
-        let open = pb::OpenAccountRequest { owner_user_id: user.id, currency: "USD".into(), credit_limit: 0 };
-        let account = payments.open_account(open).await.unwrap().into_inner().account.unwrap();
-        courier_tests::payments::credit(&mut payments, &account.id, funds).await;
-        account.id
+        courier_tests::process::funded_account(self.users.as_ref().unwrap(), &self.payments, funds).await
     }
 
     fn ledger_check(&self) {
-        let root = self.dir.path().to_str().unwrap();
-        let output = std::process::Command::new(BIN).args(["ledger", "check", "--data-dir", root]).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        courier_tests::process::ledger_check(BIN, &["--data-dir", self.dir.path().to_str().unwrap()]);
     }
-}
-
-fn uuid_hex() -> String {
-    courier_tests::payments::key().trim_start_matches("key-").to_owned()
 }
 
 /// One Authorize with the caller's budget; asserts it answered in time and returns the authorization.

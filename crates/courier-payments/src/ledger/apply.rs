@@ -9,6 +9,7 @@ use prost::Message;
 use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
 
+use super::idempotency;
 use super::metrics::Decided;
 use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS};
 use super::{
@@ -126,7 +127,7 @@ impl<'a> Tx<'a> {
     }
 
     async fn credit(&mut self, cmd: &CreditCmd) -> Result<Answer, sqlx::Error> {
-        let scope = format!("account:{}", cmd.account_id);
+        let scope = idempotency::account_scope(&cmd.account_id);
         if let Some(replay) =
             self.replay::<pb::CreditAccountResponse>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await?
         {
@@ -157,7 +158,7 @@ impl<'a> Tx<'a> {
     }
 
     async fn authorize(&mut self, cmd: &AuthorizeCmd) -> Result<Answer, sqlx::Error> {
-        let scope = format!("merchant:{}", cmd.merchant_id);
+        let scope = idempotency::merchant_scope(&cmd.merchant_id);
         if let Some(replay) = self.replay::<pb::Authorization>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
             return Ok(replay.map(Done::Authorization));
         }
@@ -225,7 +226,7 @@ impl<'a> Tx<'a> {
         let Some(mut authorization) = self.authorization(&cmd.authorization_id).await? else {
             return Ok(Err(not_found("authorization", &cmd.authorization_id)));
         };
-        let scope = format!("merchant:{}", authorization.merchant_id);
+        let scope = idempotency::merchant_scope(&authorization.merchant_id);
         if let Some(replay) = self.replay::<pb::Authorization>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
             return Ok(replay.map(Done::Authorization));
         }
@@ -258,7 +259,7 @@ impl<'a> Tx<'a> {
         let Some(mut authorization) = self.authorization(&cmd.authorization_id).await? else {
             return Ok(Err(not_found("authorization", &cmd.authorization_id)));
         };
-        let scope = format!("merchant:{}", authorization.merchant_id);
+        let scope = idempotency::merchant_scope(&authorization.merchant_id);
         if let Some(replay) = self.replay::<pb::Authorization>(&scope, &cmd.idempotency_key, &cmd.fingerprint).await? {
             return Ok(replay.map(Done::Authorization));
         }
@@ -467,27 +468,14 @@ impl<'a> Tx<'a> {
         Ok(self.sequence)
     }
 
-    /// The stored answer for (scope, key): `Some(Ok)` to replay it, `Some(Err)` when the key was used with another
-    /// request, `None` when the key is new.
+    /// See [`idempotency::stored_answer`]; read inside this transaction, after the ledger lock.
     async fn replay<M: Message + Default>(
         &mut self,
         scope: &str,
         key: &str,
         fingerprint: &str,
     ) -> Result<Option<Result<M, LedgerError>>, sqlx::Error> {
-        let row: Option<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
-                .bind(scope)
-                .bind(key)
-                .fetch_optional(&mut *self.conn)
-                .await?;
-        Ok(row.map(|(stored, response)| {
-            if stored == fingerprint {
-                M::decode(response.as_slice()).map_err(|e| LedgerError::Unavailable(format!("stored answer: {e}")))
-            } else {
-                Err(LedgerError::KeyReused { key: key.to_owned() })
-            }
-        }))
+        idempotency::stored_answer(&mut *self.conn, scope, key, fingerprint).await
     }
 
     async fn remember(

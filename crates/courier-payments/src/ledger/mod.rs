@@ -10,6 +10,7 @@
 
 mod apply;
 mod check;
+mod idempotency;
 mod metrics;
 mod reads;
 mod rows;

@@ -58,19 +58,8 @@ impl Ledger {
         key: &str,
         fingerprint: &str,
     ) -> Result<Option<pb::Authorization>, LedgerError> {
-        let row: Option<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
-                .bind(format!("merchant:{merchant_id}"))
-                .bind(key)
-                .fetch_optional(self.pool())
-                .await?;
-        match row {
-            None => Ok(None),
-            Some((stored, _)) if stored != fingerprint => Err(LedgerError::KeyReused { key: key.to_owned() }),
-            Some((_, response)) => prost::Message::decode(response.as_slice())
-                .map(Some)
-                .map_err(|e| LedgerError::Unavailable(format!("stored answer: {e}"))),
-        }
+        let scope = super::idempotency::merchant_scope(merchant_id);
+        super::idempotency::stored_answer(self.pool(), &scope, key, fingerprint).await?.transpose()
     }
 
     /// Streams matching authorizations in id (creation) order, one page query at a time.
