@@ -33,7 +33,10 @@ impl CourierProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start courier");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let stdout = child.stdout.take().expect("stdout");
+        // Until the process is ours, a panic must not leave it running (it would hold the test's output open).
+        let mut unowned = KillOnDrop(Some(child));
+        let mut lines = BufReader::new(stdout).lines();
         let addr = lines
             .by_ref()
             .map_while(Result::ok)
@@ -45,6 +48,7 @@ impl CourierProcess {
         // Keep draining stdout so the child never writes into a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        let child = unowned.0.take().expect("child");
         Self { child, addr, admin, channel }
     }
 
@@ -65,6 +69,18 @@ impl CourierProcess {
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
+    }
+}
+
+/// Kills the child it still holds when dropped.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

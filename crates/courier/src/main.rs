@@ -46,6 +46,8 @@ enum Command {
     /// Local development helpers (certificates for TLS).
     #[command(subcommand)]
     Dev(cmd::dev::DevCommand),
+    /// Load a running server and report throughput and latency percentiles.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             Command::Events(command) => client::events::run(command).await,
             Command::Ledger(command) => cmd::ledger::run(command).await,
             Command::Dev(command) => cmd::dev::run(command),
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     match outcome {

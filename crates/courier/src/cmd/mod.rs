@@ -1,5 +1,6 @@
 //! The server-side subcommands.
 
+pub mod bench;
 pub mod dev;
 pub mod ledger;
 pub mod serve;
