@@ -1,8 +1,12 @@
 //! Each operation applied inside the writer's transaction.
 //!
 //! Every operation decides from what it reads and only then writes, so an operation that is rejected writes nothing
-//! (the one exception: a capture or void that finds its hold past expiry expires it, then refuses). The outer
-//! `Result` is a database failure and aborts the whole batch; the inner one is the operation's own answer.
+//! (the one exception: a capture or void that finds its hold past expiry expires it, then refuses). Reads and
+//! writes go through the batch's [`Stage`]: rows are fetched once per batch and changes reach the database in
+//! one multi-row statement per table when the batch finishes. The outer `Result` is a database failure and aborts
+//! the whole batch; the inner one is the operation's own answer.
+
+use std::collections::HashMap;
 
 use courier_proto::payments::v1 as pb;
 use prost::Message;
@@ -11,7 +15,8 @@ use sqlx::{Any, Transaction};
 
 use super::idempotency;
 use super::metrics::Decided;
-use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS};
+use super::rows::{self, AccountRow, AUTHORIZATION_COLUMNS};
+use super::stage::{EventRow, Stage, StoredKey};
 use super::{
     AuthorizeCmd, CaptureCmd, CreditCmd, Done, Holder, LedgerError, NewAccount, Op, Risk, SweepReport, VoidCmd,
 };
@@ -33,6 +38,10 @@ pub(super) struct Tx<'a> {
     first_sequence: i64,
     /// Authorizations decided so far, for the metrics once (if) the batch commits.
     decided: Vec<Decided>,
+    /// The batch's rows and changes.
+    stage: Stage,
+    /// Stand-in approvals this batch made per account, not in the database until the flush.
+    stood_in_staged: HashMap<String, i64>,
 }
 
 impl<'a> Tx<'a> {
@@ -50,12 +59,56 @@ impl<'a> Tx<'a> {
         )
         .fetch_one(&mut *conn)
         .await?;
-        Ok(Tx { conn, config, now, sequence, first_sequence: sequence, decided: Vec::new() })
+        let (decided, stage, stood_in_staged) = (Vec::new(), Stage::default(), HashMap::new());
+        Ok(Tx { conn, config, now, sequence, first_sequence: sequence, decided, stage, stood_in_staged })
     }
 
-    /// Records the last sequence number used; returns it.
-    /// Writes the last sequence number; returns it with the authorizations decided in this transaction.
-    pub async fn finish(self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
+    /// Reads, in a few queries, every row the batch's operations name (accounts, authorizations, idempotency
+    /// keys), so applying them costs no further round trip in the common case.
+    pub async fn prefetch<'o>(&mut self, ops: impl Iterator<Item = &'o Op> + Clone) -> Result<(), sqlx::Error> {
+        let accounts: Vec<&str> = ops
+            .clone()
+            .filter_map(|op| match op {
+                Op::Authorize(cmd) => Some(cmd.account_id.as_str()),
+                Op::Credit(cmd) => Some(cmd.account_id.as_str()),
+                Op::SetStatus { account_id, .. } => Some(account_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let authorizations: Vec<&str> = ops
+            .clone()
+            .filter_map(|op| match op {
+                Op::Capture(cmd) => Some(cmd.authorization_id.as_str()),
+                Op::Void(cmd) => Some(cmd.authorization_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.stage.prefetch(self.conn, &accounts, &authorizations).await?;
+        let mut keys = Vec::new();
+        for op in ops {
+            match op {
+                Op::Authorize(cmd) => {
+                    keys.push((idempotency::merchant_scope(&cmd.merchant_id), cmd.idempotency_key.as_str()))
+                }
+                Op::Credit(cmd) => {
+                    keys.push((idempotency::account_scope(&cmd.account_id), cmd.idempotency_key.as_str()))
+                }
+                Op::Capture(CaptureCmd { authorization_id, idempotency_key, .. })
+                | Op::Void(VoidCmd { authorization_id, idempotency_key, .. }) => {
+                    if let Some(authorization) = self.stage.authorization(self.conn, authorization_id).await? {
+                        keys.push((idempotency::merchant_scope(&authorization.merchant_id), idempotency_key.as_str()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.stage.prefetch_keys(self.conn, &keys).await
+    }
+
+    /// Writes the batch's changes and the last sequence number; returns it with the authorizations decided in
+    /// this transaction.
+    pub async fn finish(mut self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
+        self.stage.flush(self.conn, self.now).await?;
         if self.sequence != self.first_sequence {
             sqlx::query("UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1")
                 .bind(self.sequence)
@@ -89,19 +142,8 @@ impl<'a> Tx<'a> {
             created_at_us: self.now,
             updated_at_us: self.now,
         };
-        sqlx::query(&format!("INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
-            .bind(&account.id)
-            .bind(&account.owner_user_id)
-            .bind(&account.currency)
-            .bind(account.credit_limit)
-            .bind(account.posted_balance)
-            .bind(account.held_amount)
-            .bind(account.status as i64)
-            .bind(account.created_at_us)
-            .bind(account.updated_at_us)
-            .execute(&mut *self.conn)
-            .await?;
-        self.event(EventType::AccountOpened, &account.id, "", 0, &account.currency, "").await?;
+        self.stage.put_account(account.clone());
+        self.event(EventType::AccountOpened, &account.id, "", 0, &account.currency, "");
         Ok(Ok(Done::Account(account.to_proto())))
     }
 
@@ -115,13 +157,8 @@ impl<'a> Tx<'a> {
         if account.status != status {
             account.status = status;
             account.updated_at_us = self.now;
-            sqlx::query("UPDATE accounts SET status = $1, updated_at_us = $2 WHERE id = $3")
-                .bind(status as i64)
-                .bind(self.now)
-                .bind(account_id)
-                .execute(&mut *self.conn)
-                .await?;
-            self.event(EventType::AccountStatusChanged, account_id, "", 0, &account.currency, "").await?;
+            self.stage.put_account(account.clone());
+            self.event(EventType::AccountStatusChanged, account_id, "", 0, &account.currency, "");
         }
         Ok(Ok(Done::Account(account.to_proto())))
     }
@@ -150,10 +187,10 @@ impl<'a> Tx<'a> {
         };
         account.posted_balance = posted;
         account.updated_at_us = self.now;
-        self.save_balances(&account).await?;
-        let sequence = self.event(EventType::Credited, &account.id, "", cmd.amount, &account.currency, "").await?;
+        self.stage.put_account(account.clone());
+        let sequence = self.event(EventType::Credited, &account.id, "", cmd.amount, &account.currency, "");
         let response = pb::CreditAccountResponse { account: Some(account.to_proto()), event_sequence: sequence };
-        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &response).await?;
+        self.remember(scope, &cmd.idempotency_key, &cmd.fingerprint, &response);
         Ok(Ok(Done::Credited(response)))
     }
 
@@ -185,7 +222,9 @@ impl<'a> Tx<'a> {
             (Ok(()), Some(mut account)) => {
                 account.held_amount += cmd.amount; // amount <= available, so held <= posted + limit: no overflow
                 account.updated_at_us = self.now;
-                self.save_balances(&account).await?;
+                if cmd.risk == Risk::Unavailable {
+                    *self.stood_in_staged.entry(cmd.account_id.clone()).or_default() += cmd.amount;
+                }
                 let expires_at = self.now.saturating_add(duration_us(self.config.hold_ttl));
                 authorization.decision = pb::Decision::Approved as i32;
                 authorization.response_code = response_code(DeclineReason::Unspecified).into();
@@ -193,6 +232,7 @@ impl<'a> Tx<'a> {
                 authorization.held_amount = cmd.amount;
                 authorization.available_after = rows::clamp(account.available());
                 authorization.expires_at = Some(courier_kit::time::timestamp_from_us(expires_at));
+                self.stage.put_account(account);
             }
             (decline, account) => {
                 let reason = decline.err().unwrap_or(DeclineReason::UnknownAccount);
@@ -203,7 +243,7 @@ impl<'a> Tx<'a> {
                 authorization.available_after = account.map_or(0, |a| rows::clamp(a.available()));
             }
         }
-        self.insert_authorization(&authorization).await?;
+        self.stage.put_authorization(authorization.clone());
         let kind = if authorization.held_amount > 0 { EventType::Authorized } else { EventType::Declined };
         let code = authorization.response_code.clone();
         let event = NewEvent {
@@ -215,8 +255,8 @@ impl<'a> Tx<'a> {
             code: &code,
             decided_by: cmd.risk.decider(),
         };
-        self.append(event).await?;
-        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        self.append(event);
+        self.remember(scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization);
         let reason = DeclineReason::try_from(authorization.decline_reason).unwrap_or(DeclineReason::Unspecified);
         self.decided.push(Decided { reason, decider: cmd.risk.decider() });
         Ok(Ok(Done::Authorization(authorization)))
@@ -245,13 +285,13 @@ impl<'a> Tx<'a> {
         account.posted_balance -= amount;
         account.held_amount -= authorization.held_amount;
         account.updated_at_us = self.now;
-        self.save_balances(&account).await?;
+        self.stage.put_account(account);
         authorization.status = AuthStatus::Captured as i32;
         authorization.captured_amount = amount;
-        self.resolve(&mut authorization).await?;
+        self.resolve(&mut authorization);
         let (account_id, auth_id, currency) = (&authorization.account_id, &authorization.id, &authorization.currency);
-        self.event(EventType::Captured, account_id, auth_id, amount, currency, "").await?;
-        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        self.event(EventType::Captured, account_id, auth_id, amount, currency, "");
+        self.remember(scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization);
         Ok(Ok(Done::Authorization(authorization)))
     }
 
@@ -267,7 +307,7 @@ impl<'a> Tx<'a> {
             return Ok(Err(refusal));
         }
         self.release(&mut authorization, AuthStatus::Voided, EventType::Voided).await?;
-        self.remember(&scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization).await?;
+        self.remember(scope, &cmd.idempotency_key, &cmd.fingerprint, &authorization);
         Ok(Ok(Done::Authorization(authorization)))
     }
 
@@ -284,7 +324,12 @@ impl<'a> Tx<'a> {
             .await?;
         let mut report = SweepReport::default();
         for row in &due {
-            let mut authorization = rows::authorization_from_row(row)?;
+            // This batch may already have resolved the hold: the staged row is the truth.
+            let id: String = sqlx::Row::try_get(row, "id")?;
+            let Some(mut authorization) = self.stage.authorization(self.conn, &id).await? else { continue };
+            if authorization.status != AuthStatus::Held as i32 {
+                continue;
+            }
             self.release(&mut authorization, AuthStatus::Expired, EventType::Expired).await?;
             report.expired += 1;
         }
@@ -340,24 +385,17 @@ impl<'a> Tx<'a> {
         };
         account.held_amount -= authorization.held_amount;
         account.updated_at_us = self.now;
-        self.save_balances(&account).await?;
+        self.stage.put_account(account);
         authorization.status = status as i32;
-        self.resolve(authorization).await?;
+        self.resolve(authorization);
         let (account_id, auth_id, currency) = (&authorization.account_id, &authorization.id, &authorization.currency);
-        self.event(kind, account_id, auth_id, authorization.held_amount, currency, "").await?;
+        self.event(kind, account_id, auth_id, authorization.held_amount, currency, "");
         Ok(())
     }
 
-    async fn resolve(&mut self, authorization: &mut pb::Authorization) -> Result<(), sqlx::Error> {
+    fn resolve(&mut self, authorization: &mut pb::Authorization) {
         authorization.resolved_at = Some(courier_kit::time::timestamp_from_us(self.now));
-        sqlx::query("UPDATE authorizations SET status = $1, captured_amount = $2, resolved_at_us = $3 WHERE id = $4")
-            .bind(i64::from(authorization.status))
-            .bind(authorization.captured_amount)
-            .bind(self.now)
-            .bind(&authorization.id)
-            .execute(&mut *self.conn)
-            .await?;
-        Ok(())
+        self.stage.put_authorization(authorization.clone());
     }
 
     /// What the stand-in policy already approved for the account since midnight UTC (the daily limit's base).
@@ -375,65 +413,19 @@ impl<'a> Tx<'a> {
         .bind(pb::Decision::Approved as i64)
         .fetch_one(&mut *self.conn)
         .await?;
-        Ok(total.unwrap_or(0))
+        Ok(total.unwrap_or(0) + self.stood_in_staged.get(account_id).copied().unwrap_or(0))
     }
 
     async fn account(&mut self, id: &str) -> Result<Option<AccountRow>, sqlx::Error> {
-        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn).await?;
-        row.as_ref().map(rows::account_from_row).transpose()
+        self.stage.account(self.conn, id).await
     }
 
     async fn authorization(&mut self, id: &str) -> Result<Option<pb::Authorization>, sqlx::Error> {
-        let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.conn).await?;
-        row.as_ref().map(rows::authorization_from_row).transpose()
-    }
-
-    async fn save_balances(&mut self, account: &AccountRow) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE accounts SET posted_balance = $1, held_amount = $2, updated_at_us = $3 WHERE id = $4")
-            .bind(account.posted_balance)
-            .bind(account.held_amount)
-            .bind(account.updated_at_us)
-            .bind(&account.id)
-            .execute(&mut *self.conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn insert_authorization(&mut self, a: &pb::Authorization) -> Result<(), sqlx::Error> {
-        let metadata = serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let sql = format!(
-            "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        );
-        sqlx::query(&sql)
-            .bind(&a.id)
-            .bind(&a.account_id)
-            .bind(&a.merchant_id)
-            .bind(a.amount)
-            .bind(&a.currency)
-            .bind(i64::from(a.decision))
-            .bind(&a.response_code)
-            .bind(i64::from(a.decline_reason))
-            .bind(i64::from(a.status))
-            .bind(a.held_amount)
-            .bind(a.captured_amount)
-            .bind(a.available_after)
-            .bind(&a.description)
-            .bind(metadata)
-            .bind(self.now)
-            .bind(a.expires_at.as_ref().map(courier_kit::time::us_from_timestamp))
-            .bind(None::<i64>)
-            .bind(i64::from(a.decided_by))
-            .bind(i64::from(a.risk_score))
-            .execute(&mut *self.conn)
-            .await?;
-        Ok(())
+        self.stage.authorization(self.conn, id).await
     }
 
     /// Appends an event with the next sequence number; returns it.
-    async fn event(
+    fn event(
         &mut self,
         kind: EventType,
         account_id: &str,
@@ -441,62 +433,42 @@ impl<'a> Tx<'a> {
         amount: i64,
         currency: &str,
         code: &str,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> i64 {
         let new =
             NewEvent { kind, account_id, authorization_id, amount, currency, code, decided_by: Decider::Unspecified };
-        self.append(new).await
+        self.append(new)
     }
 
-    async fn append(&mut self, event: NewEvent<'_>) -> Result<i64, sqlx::Error> {
+    fn append(&mut self, event: NewEvent<'_>) -> i64 {
         let NewEvent { kind, account_id, authorization_id, amount, currency, code, decided_by } = event;
         self.sequence += 1;
-        sqlx::query(&format!(
-            "INSERT INTO events ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            rows::EVENT_COLUMNS
-        ))
-        .bind(self.sequence)
-        .bind(kind as i64)
-        .bind(account_id)
-        .bind(authorization_id)
-        .bind(amount)
-        .bind(currency)
-        .bind(code)
-        .bind(self.now)
-        .bind(decided_by as i64)
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(self.sequence)
+        self.stage.push_event(EventRow {
+            sequence: self.sequence,
+            kind,
+            account_id: account_id.to_owned(),
+            authorization_id: authorization_id.to_owned(),
+            amount,
+            currency: currency.to_owned(),
+            code: code.to_owned(),
+            decided_by,
+        });
+        self.sequence
     }
 
-    /// See [`idempotency::stored_answer`]; read inside this transaction, after the ledger lock.
+    /// The stored answer for (scope, key) as this batch sees it; see [`idempotency::decode`].
     async fn replay<M: Message + Default>(
         &mut self,
         scope: &str,
         key: &str,
         fingerprint: &str,
     ) -> Result<Option<Result<M, LedgerError>>, sqlx::Error> {
-        idempotency::stored_answer(&mut *self.conn, scope, key, fingerprint).await
+        let stored = self.stage.stored_key(self.conn, scope, key).await?;
+        Ok(stored.map(|stored| idempotency::decode(&stored.fingerprint, &stored.response, key, fingerprint)))
     }
 
-    async fn remember(
-        &mut self,
-        scope: &str,
-        key: &str,
-        fingerprint: &str,
-        answer: &impl Message,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, response, created_at_us) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(answer.encode_to_vec())
-        .bind(self.now)
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(())
+    fn remember(&mut self, scope: String, key: &str, fingerprint: &str, answer: &impl Message) {
+        let stored = StoredKey { fingerprint: fingerprint.to_owned(), response: answer.encode_to_vec() };
+        self.stage.put_key(scope, key.to_owned(), stored);
     }
 }
 

@@ -34,11 +34,20 @@ where
             .bind(key)
             .fetch_optional(executor)
             .await?;
-    Ok(row.map(|(stored, response)| {
-        if stored == fingerprint {
-            M::decode(response.as_slice()).map_err(|e| LedgerError::Unavailable(format!("stored answer: {e}")))
-        } else {
-            Err(LedgerError::KeyReused { key: key.to_owned() })
-        }
-    }))
+    Ok(row.map(|(stored, response)| decode(&stored, &response, key, fingerprint)))
+}
+
+/// A stored answer replayed for a request with `fingerprint`: the answer when the request is the same one,
+/// IDEMPOTENCY_KEY_REUSED when the key was first used with another request.
+pub(super) fn decode<M: Message + Default>(
+    stored_fingerprint: &str,
+    response: &[u8],
+    key: &str,
+    fingerprint: &str,
+) -> Result<M, LedgerError> {
+    if stored_fingerprint == fingerprint {
+        M::decode(response).map_err(|e| LedgerError::Unavailable(format!("stored answer: {e}")))
+    } else {
+        Err(LedgerError::KeyReused { key: key.to_owned() })
+    }
 }

@@ -14,6 +14,7 @@ mod idempotency;
 mod metrics;
 mod reads;
 mod rows;
+mod stage;
 mod sweeper;
 pub mod writer;
 

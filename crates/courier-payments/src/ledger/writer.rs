@@ -105,6 +105,7 @@ async fn commit(
     let mut conn = pool.acquire().await?;
     let mut transaction = conn.begin().await?;
     let mut tx = Tx::begin(&mut transaction, config, clock.now_us()).await?;
+    tx.prefetch(batch.iter().map(|job| &job.op)).await?;
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
         answers.push(tx.apply(&job.op).await?);
