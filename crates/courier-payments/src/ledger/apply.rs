@@ -59,7 +59,8 @@ impl<'a> Tx<'a> {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let (decided, stage, stood_in_staged) = (Vec::new(), Stage::default(), HashMap::new());
+        let stage = Stage::new(conn.backend_name() == "SQLite");
+        let (decided, stood_in_staged) = (Vec::new(), HashMap::new());
         Ok(Tx { conn, config, now, sequence, first_sequence: sequence, decided, stage, stood_in_staged })
     }
 

@@ -17,8 +17,10 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS, EVENT_COLUMNS};
 
-/// Rows per multi-row statement: under SQLite's and PostgreSQL's bound-parameter limits (19 columns x 500).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per multi-row statement at most: under SQLite's and PostgreSQL's bound-parameter limits (19 x 256).
+/// Statements carry a power-of-two number of rows, so a handful of distinct statements serve every batch size
+/// and stay in the connection's prepared-statement cache instead of being parsed again for each batch.
+const ROWS_PER_STATEMENT: usize = 256;
 
 /// A cached row and whether the batch changed it.
 struct Cached<T> {
@@ -46,8 +48,10 @@ pub(super) struct EventRow {
 }
 
 /// See the module documentation.
-#[derive(Default)]
 pub(super) struct Stage {
+    /// SQLite takes anonymous `?` placeholders (numbered `$n` ones cost it a name lookup per parameter, which
+    /// grows with the statement); PostgreSQL takes `$n`.
+    sqlite: bool,
     accounts: HashMap<String, Cached<AccountRow>>,
     authorizations: HashMap<String, Cached<pb::Authorization>>,
     keys: HashMap<(String, String), Cached<StoredKey>>,
@@ -55,6 +59,11 @@ pub(super) struct Stage {
 }
 
 impl Stage {
+    pub fn new(sqlite: bool) -> Self {
+        let (accounts, authorizations, keys, events) = Default::default();
+        Self { sqlite, accounts, authorizations, keys, events }
+    }
+
     /// Fetches, in one query per table, the rows named by `account_ids`, `authorization_ids` and `keys` that are
     /// not cached yet. Rows that do not exist are remembered as absent.
     pub async fn prefetch(
@@ -66,9 +75,12 @@ impl Stage {
         let wanted: Vec<&str> =
             unique(authorization_ids.iter().copied().filter(|id| !self.authorizations.contains_key(*id)));
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
-            let sql =
-                format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id IN ({})", list(1, chunk.len()));
-            let found = bind_all(sqlx::query(&sql), chunk).fetch_all(&mut *conn).await?;
+            let padded = padded(chunk);
+            let sql = format!(
+                "SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id IN ({})",
+                self.list(1, padded.len())
+            );
+            let found = bind_all(sqlx::query(&sql), &padded).fetch_all(&mut *conn).await?;
             for row in &found {
                 let authorization = rows::authorization_from_row(row)?;
                 self.authorizations.insert(authorization.id.clone(), Cached { row: Some(authorization), dirty: false });
@@ -85,8 +97,9 @@ impl Stage {
         let named = account_ids.iter().copied().chain(of_authorizations.iter().map(String::as_str));
         let wanted: Vec<&str> = unique(named.filter(|id| !self.accounts.contains_key(*id)));
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})", list(1, chunk.len()));
-            let found = bind_all(sqlx::query(&sql), chunk).fetch_all(&mut *conn).await?;
+            let padded = padded(chunk);
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})", self.list(1, padded.len()));
+            let found = bind_all(sqlx::query(&sql), &padded).fetch_all(&mut *conn).await?;
             for row in &found {
                 let account = rows::account_from_row(row)?;
                 self.accounts.insert(account.id.clone(), Cached { row: Some(account), dirty: false });
@@ -112,15 +125,19 @@ impl Stage {
         wanted.sort_unstable();
         wanted.dedup();
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
+            let padded = padded(chunk);
             // OR of (scope AND key) pairs: each term is a primary-key probe on both databases.
-            let terms: Vec<String> =
-                (0..chunk.len()).map(|i| format!("(scope = ${} AND idem_key = ${})", 2 * i + 1, 2 * i + 2)).collect();
+            let terms: Vec<String> = (0..padded.len())
+                .map(|i| {
+                    format!("(scope = {} AND idem_key = {})", self.placeholder(2 * i + 1), self.placeholder(2 * i + 2))
+                })
+                .collect();
             let sql = format!(
                 "SELECT scope, idem_key, fingerprint, response FROM idempotency_keys WHERE {}",
                 terms.join(" OR ")
             );
             let mut query = sqlx::query(&sql);
-            for (scope, key) in chunk {
+            for (scope, key) in &padded {
                 query = query.bind(*scope).bind(*key);
             }
             for row in query.fetch_all(&mut *conn).await? {
@@ -193,12 +210,12 @@ impl Stage {
     pub async fn flush(&mut self, conn: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
         let mut accounts: Vec<&AccountRow> = dirty_rows(&self.accounts);
         accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in power_chunks(&accounts) {
             let sql = format!(
                 "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
                  posted_balance = excluded.posted_balance, held_amount = excluded.held_amount, \
                  status = excluded.status, updated_at_us = excluded.updated_at_us",
-                rows_sql(chunk.len(), 9)
+                self.rows_sql(chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
             for a in chunk {
@@ -218,12 +235,12 @@ impl Stage {
 
         let mut authorizations: Vec<&pb::Authorization> = dirty_rows(&self.authorizations);
         authorizations.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        for chunk in authorizations.chunks(ROWS_PER_STATEMENT) {
+        for chunk in power_chunks(&authorizations) {
             let sql = format!(
                 "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
                  status = excluded.status, captured_amount = excluded.captured_amount, \
                  resolved_at_us = excluded.resolved_at_us",
-                rows_sql(chunk.len(), 19)
+                self.rows_sql(chunk.len(), 19)
             );
             let mut query = sqlx::query(&sql);
             for a in chunk {
@@ -253,8 +270,8 @@ impl Stage {
             query.execute(&mut *conn).await?;
         }
 
-        for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", rows_sql(chunk.len(), 9));
+        for chunk in power_chunks(&self.events) {
+            let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", self.rows_sql(chunk.len(), 9));
             let mut query = sqlx::query(&sql);
             for e in chunk {
                 query = query
@@ -277,10 +294,10 @@ impl Stage {
             .filter(|(_, cached)| cached.dirty)
             .filter_map(|(id, cached)| cached.row.as_ref().map(|row| (id, row)))
             .collect();
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        for chunk in power_chunks(&keys) {
             let sql = format!(
                 "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, response, created_at_us) VALUES {}",
-                rows_sql(chunk.len(), 5)
+                self.rows_sql(chunk.len(), 5)
             );
             let mut query = sqlx::query(&sql);
             for ((scope, key), stored) in chunk {
@@ -295,6 +312,49 @@ impl Stage {
         }
         Ok(())
     }
+}
+
+impl Stage {
+    /// The placeholder of the `n`th (1-based) bound value.
+    fn placeholder(&self, n: usize) -> String {
+        if self.sqlite {
+            "?".to_owned()
+        } else {
+            format!("${n}")
+        }
+    }
+
+    /// `count` placeholders from the `first`th, comma-separated.
+    fn list(&self, first: usize, count: usize) -> String {
+        (first..first + count).map(|n| self.placeholder(n)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `(..., ...), (..., ...)`: placeholders for `rows` rows of `columns` values.
+    fn rows_sql(&self, rows: usize, columns: usize) -> String {
+        (0..rows).map(|row| format!("({})", self.list(row * columns + 1, columns))).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `rows` in chunks of power-of-two sizes, largest first (see [`ROWS_PER_STATEMENT`]).
+fn power_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = ROWS_PER_STATEMENT.min(1 << rows.len().ilog2());
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// `values` padded to a power-of-two length by repeating the last one (harmless in `IN (...)` and `OR` lists).
+fn padded<T: Copy>(values: &[T]) -> Vec<T> {
+    let mut padded = values.to_vec();
+    if let Some(&last) = values.last() {
+        padded.resize(values.len().next_power_of_two(), last);
+    }
+    padded
 }
 
 fn dirty_rows<T>(map: &HashMap<String, Cached<T>>) -> Vec<&T> {
@@ -317,23 +377,25 @@ fn bind_all<'q>(
     query
 }
 
-/// `$first, $first+1, ...` (`count` placeholders).
-fn list(first: usize, count: usize) -> String {
-    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `($1, ..., $columns), (...)` for `rows` rows.
-fn rows_sql(rows: usize, columns: usize) -> String {
-    (0..rows).map(|row| format!("({})", list(row * columns + 1, columns))).collect::<Vec<_>>().join(", ")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{list, rows_sql};
+    use super::{padded, power_chunks, Stage};
 
     #[test]
-    fn placeholders_number_every_value_once() {
-        assert_eq!(list(3, 2), "$3, $4");
-        assert_eq!(rows_sql(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    fn placeholders_suit_each_database() {
+        assert_eq!(Stage::new(false).rows_sql(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(Stage::new(true).rows_sql(2, 2), "(?, ?), (?, ?)");
+    }
+
+    #[test]
+    fn statements_carry_power_of_two_rows() {
+        let rows: Vec<u32> = (0..7).collect();
+        let sizes: Vec<usize> = power_chunks(&rows).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [4, 2, 1]);
+        let many: Vec<u32> = (0..600).collect();
+        let sizes: Vec<usize> = power_chunks(&many).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [256, 256, 64, 16, 8]);
+        assert_eq!(padded(&[1, 2, 3]), [1, 2, 3, 3]);
+        assert!(padded::<u8>(&[]).is_empty());
     }
 }
