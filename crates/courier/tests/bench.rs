@@ -9,11 +9,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_courier");
 
 fn run_bench(server: &CourierProcess, extra: &[&str]) -> Output {
     let url = format!("http://{}", server.addr);
-    Command::new(BIN)
-        .args(["bench", "--server", &url, "--duration", "1s", "--warmup", "200ms", "--concurrency", "4", "--json"])
-        .args(extra)
-        .output()
-        .expect("run courier bench")
+    // Short runs unless the test says otherwise (clap refuses a flag given twice).
+    let defaults = [("--duration", "1s"), ("--warmup", "200ms"), ("--concurrency", "4")];
+    let mut command = Command::new(BIN);
+    command.args(["bench", "--server", &url, "--json"]).args(extra);
+    for (flag, value) in defaults.into_iter().filter(|(flag, _)| !extra.contains(flag)) {
+        command.args([flag, value]);
+    }
+    command.output().expect("run courier bench")
 }
 
 fn bench(server: &CourierProcess, extra: &[&str]) -> serde_json::Value {
