@@ -1,10 +1,10 @@
-//! A quick run of the load generator against a running `courier up` (until `courier bench` wires it in):
+//! A quick run of the load generator as a library against a running `courier up` (`courier bench` is the CLI):
 //!
 //! `cargo run --release -p courier-bench --example quick -- http://127.0.0.1:50051 [closed|RATE] [seconds]`
 
 use std::time::Duration;
 
-use courier_bench::{run, LoadConfig, Mode, Report, Scenario};
+use courier_bench::{run, Auth, LoadConfig, Mode, Report, Scenario};
 
 #[tokio::main]
 async fn main() {
@@ -21,6 +21,8 @@ async fn main() {
         duration: Duration::from_secs(seconds),
         warmup: Duration::from_secs(1),
         mode,
+        auth: Auth::none(),
+        live: None,
     };
     println!("{}", Report::markdown_header());
     for scenario in [Scenario::GetUser, Scenario::Authorize { accounts: 1_000 }] {

@@ -3,16 +3,24 @@
 //! - [`load`]: closed loop (N callers, each sends when its last call returned: maximum throughput) and open loop
 //!   (calls scheduled at a fixed rate; latency is measured from the *intended* send time, so a server that stalls
 //!   is charged for the queue it causes instead of the generator politely waiting: no coordinated omission).
-//! - [`report`]: HDR histograms merged across callers into p50, p90, p99, p99.9, max, and a JSON report.
-//! - [`scenario`]: what one call is (Authorize spread over accounts or on one hot account, GetUser), and the set-up
-//!   each needs (users, funded accounts) done through the public API like any client.
+//! - [`stream`]: the same on long-lived AuthorizeStream calls, many messages in flight per stream.
+//! - [`idle`]: many connections opened, used once and held, to measure what idle clients cost a server.
+//! - [`report`]: HDR histograms merged across callers into p50, p90, p99, p99.9, max, and a JSON report;
+//!   [`plot`] draws the percentile curve as SVG; [`live`] feeds a progress display while a run goes.
+//! - [`scenario`]: what one call is (Authorize spread over accounts or on one hot account, GetUser, a fixed mix),
+//!   and the set-up each needs (users, funded accounts) done through the public API like any client.
 
 #![warn(missing_docs)]
 
+pub mod idle;
+pub mod live;
 pub mod load;
+pub mod plot;
 pub mod report;
 pub mod scenario;
+pub mod stream;
 
+pub use live::Live;
 pub use load::{run, LoadConfig, Mode};
 pub use report::Report;
-pub use scenario::Scenario;
+pub use scenario::{Auth, Scenario};

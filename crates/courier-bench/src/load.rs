@@ -9,8 +9,9 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::live::Live;
 use crate::report::{new_histogram, Report};
-use crate::scenario::{Prepared, Scenario};
+use crate::scenario::{Auth, Prepared, Scenario};
 
 /// How calls are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,7 +30,7 @@ pub enum Mode {
 pub struct LoadConfig {
     /// HTTP/2 connections to open (callers share them round-robin).
     pub connections: usize,
-    /// Concurrent callers.
+    /// Concurrent callers (for AuthorizeStream: messages in flight, shared by the streams).
     pub concurrency: usize,
     /// Measured time.
     pub duration: Duration,
@@ -37,6 +38,10 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Pacing.
     pub mode: Mode,
+    /// Credentials sent on every call.
+    pub auth: Auth,
+    /// Updated as calls answer, for a progress display.
+    pub live: Option<Arc<Live>>,
 }
 
 /// Why a run could not start.
@@ -45,6 +50,9 @@ pub enum BenchError {
     /// The target URL is not valid.
     #[error("invalid target {0:?}")]
     Target(String),
+    /// The token cannot be sent as a header.
+    #[error("the token must be printable ASCII (it is sent as `authorization: Bearer TOKEN`)")]
+    Token,
     /// Connecting failed.
     #[error("cannot connect to {target}: {source}")]
     Connect {
@@ -58,17 +66,45 @@ pub enum BenchError {
     Setup(#[from] tonic::Status),
 }
 
-/// What one caller measured.
-struct CallerResult {
-    histogram: Histogram<u64>,
-    errors: BTreeMap<String, u64>,
+/// What one caller (or stream) measured.
+pub(crate) struct CallerResult {
+    pub(crate) histogram: Histogram<u64>,
+    pub(crate) errors: BTreeMap<String, u64>,
+    live: Option<Arc<Live>>,
 }
 
-/// Runs `scenario` against `target` and reports what was measured after the warm-up.
-pub async fn run(target: &str, scenario: &Scenario, config: &LoadConfig) -> Result<Report, BenchError> {
+impl CallerResult {
+    pub(crate) fn new(live: Option<Arc<Live>>) -> Self {
+        Self { histogram: new_histogram(), errors: BTreeMap::new(), live }
+    }
+
+    /// An answer to a call due at `due`; counted when due after `measure_from`.
+    pub(crate) fn answered(&mut self, due: Instant, measure_from: Instant) {
+        let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+        if let Some(live) = &self.live {
+            live.ok(micros);
+        }
+        if due >= measure_from {
+            let _ = self.histogram.record(micros);
+        }
+    }
+
+    /// A failure with `code` of a call due at `due`.
+    pub(crate) fn failed(&mut self, code: tonic::Code, due: Instant, measure_from: Instant) {
+        if let Some(live) = &self.live {
+            live.error();
+        }
+        if due >= measure_from {
+            *self.errors.entry(format!("{code:?}")).or_default() += 1;
+        }
+    }
+}
+
+/// Opens `config.connections` HTTP/2 connections to `target`.
+pub(crate) async fn connect(target: &str, connections: usize) -> Result<Vec<Channel>, BenchError> {
     let endpoint = Channel::from_shared(target.to_owned()).map_err(|_| BenchError::Target(target.to_owned()))?;
-    let mut channels = Vec::with_capacity(config.connections.max(1));
-    for _ in 0..config.connections.max(1) {
+    let mut channels = Vec::with_capacity(connections.max(1));
+    for _ in 0..connections.max(1) {
         let channel = endpoint
             .clone()
             .connect()
@@ -76,23 +112,46 @@ pub async fn run(target: &str, scenario: &Scenario, config: &LoadConfig) -> Resu
             .map_err(|source| BenchError::Connect { target: target.to_owned(), source })?;
         channels.push(channel);
     }
-    let prepared = Arc::new(scenario.prepare(channels[0].clone()).await?);
+    Ok(channels)
+}
+
+/// Runs `scenario` against `target` and reports what was measured after the warm-up.
+pub async fn run(target: &str, scenario: &Scenario, config: &LoadConfig) -> Result<Report, BenchError> {
+    if *scenario == Scenario::IdleConnections {
+        return crate::idle::hold(target, config, |_| {}).await;
+    }
+    let channels = connect(target, config.connections).await?;
+    let prepared = Arc::new(scenario.prepare(channels[0].clone(), config.auth.clone()).await?);
 
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
-    let next = Arc::new(AtomicU64::new(0));
-    let callers: Vec<_> = (0..config.concurrency.max(1))
-        .map(|i| {
-            let channel = channels[i % channels.len()].clone();
-            let (prepared, next, mode) = (prepared.clone(), next.clone(), config.mode);
-            tokio::spawn(caller(prepared, channel, next, mode, start, measure_from, end))
-        })
-        .collect();
+    let results = if let Scenario::AuthorizeStream { streams, .. } = *scenario {
+        crate::stream::drive(prepared, &channels, config, streams, (start, measure_from, end)).await
+    } else {
+        let next = Arc::new(AtomicU64::new(0));
+        let callers: Vec<_> = (0..config.concurrency.max(1))
+            .map(|i| {
+                let channel = channels[i % channels.len()].clone();
+                let (prepared, next, mode) = (prepared.clone(), next.clone(), config.mode);
+                let result = CallerResult::new(config.live.clone());
+                tokio::spawn(caller(prepared, channel, next, mode, result, (start, measure_from, end)))
+            })
+            .collect();
+        let mut results = Vec::with_capacity(callers.len());
+        for caller in callers {
+            results.push(caller.await.expect("caller task"));
+        }
+        results
+    };
+    Ok(merge(scenario, config, results))
+}
+
+/// One report from what every caller measured.
+pub(crate) fn merge(scenario: &Scenario, config: &LoadConfig, results: Vec<CallerResult>) -> Report {
     let mut histogram = new_histogram();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for caller in callers {
-        let result = caller.await.expect("caller task");
+    for result in results {
         histogram.add(&result.histogram).expect("same histogram bounds");
         for (code, n) in result.errors {
             *errors.entry(code).or_default() += n;
@@ -102,7 +161,7 @@ pub async fn run(target: &str, scenario: &Scenario, config: &LoadConfig) -> Resu
         Mode::Closed => "closed".to_owned(),
         Mode::Open { rate } => format!("open@{rate:.0}/s"),
     };
-    Ok(Report::new(&scenario.name(), mode, &histogram, errors.into_iter().collect(), config.duration))
+    Report::new(&scenario.name(), mode, &histogram, errors.into_iter().collect(), config.duration)
 }
 
 async fn caller(
@@ -110,11 +169,9 @@ async fn caller(
     channel: Channel,
     next: Arc<AtomicU64>,
     mode: Mode,
-    start: Instant,
-    measure_from: Instant,
-    end: Instant,
+    mut result: CallerResult,
+    (start, measure_from, end): (Instant, Instant, Instant),
 ) -> CallerResult {
-    let mut result = CallerResult { histogram: new_histogram(), errors: BTreeMap::new() };
     loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
         // When this call is due: now (closed loop), or on the fixed schedule (open loop).
@@ -126,16 +183,9 @@ async fn caller(
             return result;
         }
         tokio::time::sleep_until(due).await;
-        let outcome = prepared.call(&channel, n).await;
-        if due < measure_from {
-            continue;
-        }
-        match outcome {
-            Ok(()) => {
-                let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
-                let _ = result.histogram.record(micros.min(60_000_000));
-            }
-            Err(status) => *result.errors.entry(format!("{:?}", status.code())).or_default() += 1,
+        match prepared.call(&channel, n).await {
+            Ok(()) => result.answered(due, measure_from),
+            Err(status) => result.failed(status.code(), due, measure_from),
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Report {
     pub p999_us: u64,
     /// Slowest call.
     pub max_us: u64,
+    /// The percentile curve, (percentile 0 to 100, microseconds), from the histogram's quantile iteration (five
+    /// steps per halving of the distance to 100 %): what [`crate::plot`] draws.
+    #[serde(skip)]
+    pub distribution: Vec<(f64, u64)>,
 }
 
 impl Report {
@@ -60,6 +64,10 @@ impl Report {
             p99_us: histogram.value_at_quantile(0.99),
             p999_us: histogram.value_at_quantile(0.999),
             max_us: histogram.max(),
+            distribution: histogram
+                .iter_quantiles(5)
+                .map(|step| (step.quantile_iterated_to() * 100.0, step.value_iterated_to()))
+                .collect(),
         }
     }
 

@@ -1,42 +1,134 @@
 //! `courier bench` against a real `courier up`: it sets up its own user and accounts, runs, and reports numbers
 //! that say calls were answered (not that they were fast: machines differ, so speed is for the README's runs).
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use courier_tests::process::CourierProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 
-fn bench(server: &CourierProcess, extra: &[&str]) -> serde_json::Value {
+fn run_bench(server: &CourierProcess, extra: &[&str]) -> Output {
     let url = format!("http://{}", server.addr);
-    let output = Command::new(BIN)
-        .args(["bench", "--server", &url, "--duration", "1s", "--warmup", "200ms", "--concurrency", "4", "--json"])
-        .args(extra)
-        .output()
-        .expect("run courier bench");
+    // Short runs unless the test says otherwise (clap refuses a flag given twice).
+    let defaults = [("--duration", "1s"), ("--warmup", "200ms"), ("--concurrency", "4")];
+    let mut command = Command::new(BIN);
+    command.args(["bench", "--server", &url, "--json"]).args(extra);
+    for (flag, value) in defaults.into_iter().filter(|(flag, _)| !extra.contains(flag)) {
+        command.args([flag, value]);
+    }
+    command.output().expect("run courier bench")
+}
+
+fn bench(server: &CourierProcess, extra: &[&str]) -> serde_json::Value {
+    let output = run_bench(server, extra);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("one JSON report")
 }
 
+fn start() -> (tempfile::TempDir, CourierProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let server =
+        CourierProcess::start(BIN, &["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", &data]);
+    (dir, server)
+}
+
+fn assert_answered(report: &serde_json::Value, scenario: &str, mode: &str) {
+    assert_eq!((report["scenario"].as_str(), report["mode"].as_str()), (Some(scenario), Some(mode)), "{report}");
+    assert!(report["ok"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let (p50, p99, max) = (report["p50_us"].as_u64(), report["p99_us"].as_u64(), report["max_us"].as_u64());
+    assert!(p50 <= p99 && p99 <= max, "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_reports_answered_calls_for_each_scenario_and_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let server =
-        CourierProcess::start(BIN, &["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data]);
+    let (_dir, server) = start();
     for (extra, scenario, mode) in [
         (&["--scenario", "get-user"][..], "get-user", "closed"),
         (&["--scenario", "authorize", "--accounts", "50"][..], "authorize(50 accounts)", "closed"),
         (&["--scenario", "authorize-hot", "--rate", "200"][..], "authorize(hot account)", "open@200/s"),
+        (
+            &["--scenario", "authorize-stream", "--accounts", "50", "--concurrency", "16"][..],
+            "authorize-stream(1 stream, 50 accounts)",
+            "closed",
+        ),
+        (
+            &["--scenario", "authorize-stream", "--streams", "2", "--accounts", "50", "--rate", "300"][..],
+            "authorize-stream(2 streams, 50 accounts)",
+            "open@300/s",
+        ),
+        (
+            &["--scenario", "mixed", "--accounts", "50"][..],
+            "mixed(50% authorize, 20% get-authorization, 10% capture, 20% get-user; 50 accounts)",
+            "closed",
+        ),
+        // A token is sent as `authorization: Bearer ...`; a server without authentication ignores it.
+        (&["--scenario", "get-user", "--token", "bench-token"][..], "get-user", "closed"),
     ] {
-        let report = bench(&server, extra);
-        assert_eq!((report["scenario"].as_str(), report["mode"].as_str()), (Some(scenario), Some(mode)), "{report}");
-        assert!(report["ok"].as_u64().unwrap() > 0, "{report}");
-        assert_eq!(report["errors"], serde_json::json!([]), "{report}");
-        let (p50, p99, max) = (report["p50_us"].as_u64(), report["p99_us"].as_u64(), report["max_us"].as_u64());
-        assert!(p50 <= p99 && p99 <= max, "{report}");
+        assert_answered(&bench(&server, extra), scenario, mode);
     }
-    let refused = Command::new(BIN).args(["bench", "--rate", "0"]).output().unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rate must be more than 0"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_scenario_sends_many_messages_on_one_stream_in_flight() {
+    let (_dir, server) = start();
+    // 1 s of a closed loop with 32 in flight on one stream answers far more than 32 messages: they overlap.
+    let report = bench(&server, &["--scenario", "authorize-stream", "--accounts", "50", "--concurrency", "32"]);
+    assert!(report["ok"].as_u64().unwrap() > 32, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_opened_used_once_and_held() {
+    let (_dir, server) = start();
+    let output = run_bench(&server, &["--scenario", "idle-connections", "--connections", "25", "--duration", "300ms"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("courier bench: holding 25 connections open for 300ms"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    assert_eq!((report["scenario"].as_str(), report["ok"].as_u64()), (Some("idle-connections"), Some(25)));
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plot_writes_an_svg_percentile_curve() {
+    let (dir, server) = start();
+    let path = dir.path().join("latency.svg");
+    bench(&server, &["--scenario", "get-user", "--plot", path.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&path).expect("the plot was written");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    let document = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    assert_eq!(document.root_element().tag_name().name(), "svg");
+    let labels: Vec<&str> =
+        document.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).collect();
+    for tick in ["50%", "90%", "99%", "99.9%", "99.99%"] {
+        assert!(labels.contains(&tick), "no {tick} tick in {labels:?}");
+    }
+    let curve = document.descendants().find(|n| n.has_tag_name("polyline")).expect("a latency curve");
+    assert!(curve.attribute("points").unwrap().split(' ').count() > 5, "{svg}");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_reason() {
+    for (args, reason) in [
+        (&["bench", "--rate", "0"][..], "--rate must be more than 0"),
+        (&["bench", "--scenario", "authorize-stream", "--streams", "0"][..], "--streams must be at least 1"),
+        (&["bench", "--token", "bad\ntoken"][..], "the token must be printable ASCII"),
+    ] {
+        let refused = Command::new(BIN).args(args).output().unwrap();
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_baseline_script_parses_and_explains_itself() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/run.sh");
+    let syntax = Command::new("bash").args(["-n", script]).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    let help = Command::new("bash").args([script, "--help"]).output().unwrap();
+    assert!(help.status.success());
+    let usage = String::from_utf8_lossy(&help.stdout);
+    assert!(usage.contains("--quick") && usage.contains("--duration"), "{usage}");
 }

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Side-by-side baseline: the same `courier bench` load, on this machine, against
+#   1. the transport ceiling: a bare tonic server answering from memory (crates/courier-bench/src/bin/ceiling.rs),
+#   2. a Python grpcio implementation of the same contract (bench/python: ThreadPoolExecutor, sqlite3, a separate
+#      Python risk service called over gRPC per Authorize),
+#   3. courier itself, full stack: `courier up` (release) on SQLite in a temp dir, risk on, without velocity rules.
+# Then, for courier alone: p99 at half its maximum throughput (open loop), AuthorizeStream on one stream, and
+# resident memory with many idle client connections held open. Prints one markdown table plus machine facts.
+#
+# Needs cargo, Python 3.11 and pip (no system protoc: grpcio-tools brings its own).
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: bash bench/run.sh [--duration 10s] [--warmup 2s] [--concurrency 64] [--connections 4] [--accounts 200]
+                         [--idle 1000] [--workers 10] [--out DIR] [--quick]
+
+  --duration      measured time per run (default 10s)
+  --warmup        unmeasured time before each run (default 2s)
+  --concurrency   concurrent callers, and messages in flight on the AuthorizeStream run (default 64)
+  --connections   HTTP/2 connections per run (default 4)
+  --accounts      accounts the authorize scenario spreads over (default 200)
+  --idle          idle connections held open for the memory figure (default 1000)
+  --workers       ThreadPoolExecutor max_workers of the Python servers (default 10, as in the grpcio examples)
+  --out DIR       where JSON reports, the SVG plot and logs go (default target/bench-results)
+  --quick         smoke run: 2s runs, 1s warm-up, 100 idle connections
+USAGE
+}
+
+duration=10s warmup=2s concurrency=64 connections=4 accounts=200 idle=1000 workers=10 out=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --duration) duration="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
+    --concurrency) concurrency="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --accounts) accounts="$2"; shift 2 ;;
+    --idle) idle="$2"; shift 2 ;;
+    --workers) workers="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --quick) duration=2s warmup=1s idle=100; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+out="${out:-$root/target/bench-results}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$(mktemp -d)"
+
+# Every process started here is recorded and killed on any exit (success, error, Ctrl-C).
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "run.sh: $*" >&2; }
+
+# wait_for_line FILE PREFIX PID: prints what follows PREFIX on the first line of FILE that starts with it,
+# once PID has printed it; fails if PID exits first or 60 s pass.
+wait_for_line() {
+  local file="$1" prefix="$2" pid="$3" line
+  for _ in $(seq 600); do
+    line="$(grep -m1 "^$prefix" "$file" 2>/dev/null || true)"
+    if [[ -n "$line" ]]; then
+      echo "${line#"$prefix"}"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "process $pid exited before printing '$prefix'; its output:"
+      cat "$file" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  log "timed out waiting for '$prefix' in $file"
+  return 1
+}
+
+# start NAME COMMAND...: runs COMMAND in the background, output to $work/NAME.log; sets $started_pid.
+start() {
+  local name="$1"
+  shift
+  "$@" >"$work/$name.log" 2>&1 &
+  started_pid=$!
+  pids+=("$started_pid")
+}
+
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# -- Build ----------------------------------------------------------------------------------------------------
+log "building courier and the ceiling fixture (release)"
+(cd "$root" && cargo build --release --quiet -p courier -p courier-bench --bins)
+courier="$root/target/release/courier"
+ceiling="$root/target/release/ceiling"
+
+venv="$here/python/.venv"
+py="$venv/bin/python"
+if [[ ! -x "$py" ]]; then
+  log "creating $venv"
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.requirements.sha256"
+want="$( { cat "$here/python/requirements.txt"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  log "installing bench/python/requirements.txt into $venv"
+  "$py" -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
+  echo "$want" >"$stamp"
+fi
+# Stubs regenerated every run from proto/courier (google/rpc comes from googleapis-common-protos at run time).
+gen="$here/python/generated"
+rm -rf "$gen"
+mkdir -p "$gen"
+mapfile -t protos < <(cd "$root/proto" && find courier -name '*.proto' | sort)
+(cd "$root" && "$py" -m grpc_tools.protoc -I proto --python_out="$gen" --grpc_python_out="$gen" "${protos[@]}")
+
+bench() { # bench NAME URL ARGS...: one `courier bench` run, JSON report to $out/NAME.json
+  local name="$1" url="$2"
+  shift 2
+  log "bench $name: $*"
+  "$courier" bench --server "$url" --duration "$duration" --warmup "$warmup" --connections "$connections" \
+    --json "$@" >"$out/$name.json"
+}
+load=(--scenario authorize --accounts "$accounts" --concurrency "$concurrency")
+
+# -- 1. Transport ceiling -------------------------------------------------------------------------------------
+start ceiling "$ceiling"
+addr="$(wait_for_line "$work/ceiling.log" "ceiling: listening on " "$started_pid")"
+bench ceiling "http://$addr" "${load[@]}"
+stop "$started_pid"
+
+# -- 2. Python grpcio baseline --------------------------------------------------------------------------------
+export PYTHONPATH="$gen"
+start py-risk "$py" "$here/python/risk_server.py" --workers "$workers"
+risk_pid="$started_pid"
+risk_addr="$(wait_for_line "$work/py-risk.log" "risk: listening on " "$risk_pid")"
+start py-server "$py" "$here/python/server.py" --db "$work/python.db" --risk "$risk_addr" --workers "$workers"
+py_pid="$started_pid"
+addr="$(wait_for_line "$work/py-server.log" "server: listening on " "$py_pid")"
+bench python "http://$addr" "${load[@]}"
+stop "$py_pid"
+stop "$risk_pid"
+unset PYTHONPATH
+
+# -- 3. courier, full stack -----------------------------------------------------------------------------------
+# The built-in rules deny more than 20 authorizations per minute per account (velocity): a load test is exactly
+# that, so this rule set has no rules; risk is still called on every Authorize.
+rules="$work/rules.toml"
+printf '[rollout]\nactive = "bench"\n\n[[rule_set]]\nversion = "bench"\n' >"$rules"
+mkdir -p "$work/courier-data"
+start courier env COURIER_RISK__RULES_FILE="$rules" "$courier" up --listen 127.0.0.1:0 --admin-listen off \
+  --data-dir "$work/courier-data" --log warn
+courier_pid="$started_pid"
+addr="$(wait_for_line "$work/courier.log" "courier: listening on " "$courier_pid")"
+url="http://$addr"
+bench courier "$url" "${load[@]}" --plot "$out/courier-authorize.svg"
+half="$("$py" -c 'import json,sys; print(max(1, round(json.load(open(sys.argv[1]))["throughput"] / 2)))' "$out/courier.json")"
+bench courier-half "$url" "${load[@]}" --rate "$half"
+bench courier-stream "$url" --scenario authorize-stream --streams 1 --accounts "$accounts" --concurrency "$concurrency"
+
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+rss_before="$(rss "$courier_pid")"
+"$courier" bench --server "$url" --scenario idle-connections --connections "$idle" --duration 3s --json \
+  >"$out/courier-idle.json" 2>"$work/idle.log" &
+idle_pid=$!
+pids+=("$idle_pid")
+wait_for_line "$work/idle.log" "courier bench: holding " "$idle_pid" >/dev/null
+rss_idle="$(rss "$courier_pid")"
+wait "$idle_pid"
+stop "$courier_pid"
+
+# -- Report ---------------------------------------------------------------------------------------------------
+cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+"$py" - "$out" "$rss_before" "$rss_idle" "$idle" <<'PY'
+import json, sys
+
+out, rss_before, rss_idle, idle = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+load = lambda name: json.load(open(f"{out}/{name}.json"))
+runs = [("transport ceiling (bare tonic, from memory)", load("ceiling")),
+        ("Python grpcio + sqlite3 + Python risk", load("python")),
+        ("courier up (SQLite, risk on)", load("courier"))]
+courier = runs[-1][1]
+ms = lambda us: f"{us / 1000:.2f}"
+ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
+errors = lambda r: sum(n for _, n in r["errors"])
+print("| target | calls/s (closed loop) | p50 ms | p99 ms | calls/s vs courier | p50 vs courier | p99 vs courier | errors |")
+print("|---|---|---|---|---|---|---|---|")
+for name, r in runs:
+    print(f"| {name} | {r['throughput']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
+          f"{ratio(r['throughput'], courier['throughput'])} | {ratio(r['p50_us'], courier['p50_us'])} | "
+          f"{ratio(r['p99_us'], courier['p99_us'])} | {errors(r)} |")
+half, stream, held = load("courier-half"), load("courier-stream"), load("courier-idle")
+print()
+print("| courier | figure |")
+print("|---|---|")
+print(f"| p99 at half its maximum throughput ({half['mode']}, open loop) | {ms(half['p99_us'])} ms "
+      f"(p50 {ms(half['p50_us'])} ms, {half['throughput']:.0f} calls/s answered, {errors(half)} errors) |")
+print(f"| AuthorizeStream, one stream ({stream['scenario']}) | {stream['throughput']:.0f} authorizations/s "
+      f"(p50 {ms(stream['p50_us'])} ms, p99 {ms(stream['p99_us'])} ms per message, {errors(stream)} errors) |")
+print(f"| resident memory (VmRSS) with {idle} idle client connections | {rss_idle / 1024:.1f} MiB "
+      f"(before: {rss_before / 1024:.1f} MiB; {held['ok']} connections answered) |")
+PY
+echo
+echo "Machine: $(nproc) CPUs ($cpu), $(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM;" \
+  "load generator and servers share it. Runs: $duration measured after $warmup warm-up, $concurrency callers" \
+  "on $connections connections, authorize over $accounts accounts; Python servers with max_workers=$workers."
+echo "JSON reports and the courier latency plot: $out"
