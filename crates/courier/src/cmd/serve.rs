@@ -70,6 +70,9 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
 
     // Certificates read and the loopback rule applied before binding: an unsafe or broken setup binds nothing.
     let transport = Transport::load(config)?;
+    // Keys read and checked before binding too; payments' own token for users and risk.
+    let authenticator = config.auth.authenticator()?;
+    let service_token = super::auth::service_token(config)?;
     // Bound first: in `courier up`, payments calls UserService at this very address.
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -91,6 +94,7 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                     .await
                     .with_context(|| format!("opening the user store at {}", redact_url(&database_url)))?;
                 set.add(courier_users::UsersApi::new(store).into_service());
+                set.scopes(courier_users::scopes::METHOD_SCOPES);
             }
             ServiceName::Payments => {
                 let pool = courier_payments::open_store(&config.db_config())
@@ -104,9 +108,9 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                     None => vec![own()?],
                 };
                 let users_tls = transport.client.clone();
-                let users =
-                    courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls)
-                        .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
+                let token = service_token.as_deref();
+                let users = courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls, token)
+                    .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
                 let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
                 // RiskService: the one configured, else this process's own when it serves one; without either,
                 // authorizations are decided without risk (and the startup lines say so).
@@ -117,19 +121,21 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                 };
                 if let Some(urls) = &risk_urls {
                     let risk_tls = transport.client.clone();
-                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls)
+                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls, token)
                         .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
                     api = api.with_risk(channel);
                 } else {
                     notes.push("courier: payments runs WITHOUT risk checks (set --risk-url)".to_owned());
                 }
                 set.add(api.into_service());
+                set.scopes(courier_payments::scopes::METHOD_SCOPES).audited(courier_payments::scopes::AUDITED);
                 ledgers.push(ledger);
             }
             ServiceName::Risk => {
                 if let Some(engine) = &risk {
                     engine.spawn_watcher();
                     set.add(courier_risk::RiskApi::new(engine.clone()).into_service());
+                    set.scopes(courier_risk::scopes::METHOD_SCOPES);
                 }
             }
         }
@@ -145,6 +151,10 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
         format!("courier: try `courier users create --name Ada --email ada@example.com {}`", transport.cli_hint(addr)),
     ]);
     lines.push(transport.describe(addr));
+    lines.push(super::auth::describe(&config.auth));
+    if let Some(authenticator) = authenticator {
+        set.authenticate(authenticator);
+    }
     lines.extend(notes);
     if let Some(admin) = admin_listener {
         tokio::spawn(courier_kit::admin::serve_admin(admin, set.readiness()));
