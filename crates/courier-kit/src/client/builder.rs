@@ -127,8 +127,9 @@ impl ResilientChannelBuilder {
     pub fn bearer(mut self, token: Option<&str>) -> Result<Self, BuildError> {
         self.bearer = match token {
             Some(token) => {
-                let mut value = http::HeaderValue::try_from(format!("Bearer {token}"))
-                    .map_err(|_| BuildError::Invalid { upstream: self.name.clone(), key: "token", reason: "not a header value" })?;
+                let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                    BuildError::Invalid { upstream: self.name.clone(), key: "token", reason: "not a header value" }
+                })?;
                 value.set_sensitive(true);
                 Some(value)
             }

@@ -63,10 +63,8 @@ impl Gate {
         if rule == Some(Rule::Open) && authorization.is_none() {
             return Ok(None);
         }
-        let peer_certs = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(TlsConnectInfo::peer_certs);
+        let peer_certs =
+            request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
         let principal = match self.authenticator.authenticate(authorization, peer_certs.as_deref().map(Vec::as_slice)) {
             Ok(principal) => principal,
             Err(error) => {

@@ -71,11 +71,10 @@ impl ClientFlags {
             Some(token) => Some(token.trim().to_owned()),
             None => std::fs::read_to_string(DEV_TOKEN_FILE).ok().map(|t| t.trim().to_owned()),
         };
-        let value = token
-            .filter(|t| !t.is_empty())
-            .map(|t| format!("Bearer {t}").parse())
-            .transpose()
-            .map_err(|_| anyhow::anyhow!("--token is not a valid header value (a JWT has only A-Z a-z 0-9 - _ .)"))?;
+        let value =
+            token.filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}").parse()).transpose().map_err(|_| {
+                anyhow::anyhow!("--token is not a valid header value (a JWT has only A-Z a-z 0-9 - _ .)")
+            })?;
         Ok(Bearer(value))
     }
 

@@ -20,8 +20,9 @@ const SELF_SIGNED_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `auth.secret_file` (development), else none (plain calls, or mTLS identities).
 pub fn service_token(config: &ServeConfig) -> anyhow::Result<Option<String>> {
     if let Some(path) = &config.service_token_file {
-        let token = std::fs::read_to_string(path)
-            .with_context(|| format!("invalid configuration key `service_token_file`: cannot read {}", path.display()))?;
+        let token = std::fs::read_to_string(path).with_context(|| {
+            format!("invalid configuration key `service_token_file`: cannot read {}", path.display())
+        })?;
         return Ok(Some(token.trim().to_owned()));
     }
     let Some(path) = &config.auth.secret_file else { return Ok(None) };

@@ -109,8 +109,9 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                 };
                 let users_tls = transport.client.clone();
                 let token = service_token.as_deref();
-                let users = courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls, token)
-                    .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
+                let users =
+                    courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls, token)
+                        .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
                 let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
                 // RiskService: the one configured, else this process's own when it serves one; without either,
                 // authorizations are decided without risk (and the startup lines say so).
@@ -121,8 +122,9 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                 };
                 if let Some(urls) = &risk_urls {
                     let risk_tls = transport.client.clone();
-                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls, token)
-                        .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
+                    let channel =
+                        courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls, token)
+                            .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
                     api = api.with_risk(channel);
                 } else {
                     notes.push("courier: payments runs WITHOUT risk checks (set --risk-url)".to_owned());
