@@ -14,7 +14,8 @@ pub const METHOD_SCOPES: &[(&str, &str)] = &[
     ("/courier.payments.v1.PaymentService/Void", "payments:capture"),
     ("/courier.payments.v1.PaymentService/GetAuthorization", "payments:read"),
     ("/courier.payments.v1.PaymentService/ListAuthorizations", "payments:read"),
-    ("/courier.payments.v1.PaymentService/WatchEvents", "payments:read"),
+    // The feed spans every merchant's authorizations: an operator's scope, not a merchant's.
+    ("/courier.payments.v1.PaymentService/WatchEvents", "events:read"),
 ];
 
 /// Money-moving methods: every call is written to the audit log.

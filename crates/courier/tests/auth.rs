@@ -378,3 +378,140 @@ async fn an_mtls_service_identity_gets_its_mapped_scopes_and_an_unknown_one_is_r
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("unknown service identity"), "{status:?}");
 }
+
+/// `courier dev token --secret-file SECRET --subject SUBJECT --scopes SCOPES`.
+fn dev_token(secret: &Path, subject: &str, scopes: &str) -> String {
+    let output = Command::new(BIN)
+        .args(["dev", "token", "--subject", subject, "--scopes", scopes, "--ttl", "10m", "--secret-file"])
+        .arg(secret)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// `courier up` on TLS with `[auth] secret_file` (development tokens).
+struct UpSetup {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    secret: PathBuf,
+    server: Server,
+}
+
+fn up_with_secret() -> UpSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(dir.path());
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = dir.path().join("courier.toml");
+    std::fs::write(&config, format!("{}\n[auth]\nsecret_file = {secret:?}\n", certs.table(false))).unwrap();
+    let server = Server::start(&["up", "--admin-listen", "off"], &config, &dir.path().join("data"));
+    UpSetup { dir, certs, secret, server }
+}
+
+#[tokio::test]
+async fn a_merchant_never_sees_nor_moves_another_merchants_authorizations() {
+    use courier_proto::payments::v1 as pb;
+    use courier_tests::payments::{authorize_request, capture_request, key, void_request};
+
+    let setup = up_with_secret();
+    let channel = setup.certs.channel(&setup.server.addr, false).await;
+    let operator = dev_token(&setup.secret, "ops", "users:write,accounts:write,accounts:read");
+    let alice = dev_token(&setup.secret, "merchant_a", "payments:authorize,payments:capture,payments:read");
+    let mallory = dev_token(&setup.secret, "merchant_b", "payments:authorize,payments:capture,payments:read");
+    let payments = || PaymentServiceClient::new(channel.clone());
+
+    // Opening an account makes payments ask UserService, with its own token, over TLS.
+    let create = CreateUserRequest { name: "Holder".into(), email: "holder@example.com".into() };
+    let user = UserServiceClient::new(channel.clone()).create_user(with_token(create, &operator)).await.unwrap();
+    let open = pb::OpenAccountRequest {
+        owner_user_id: user.into_inner().user.unwrap().id,
+        currency: "USD".into(),
+        credit_limit: 0,
+    };
+    let account = payments().open_account(with_token(open, &operator)).await.unwrap().into_inner().account.unwrap();
+    let credit = pb::CreditAccountRequest {
+        account_id: account.id.clone(),
+        amount: 10_000,
+        currency: "USD".into(),
+        idempotency_key: key(),
+    };
+    payments().credit_account(with_token(credit, &operator)).await.unwrap();
+
+    // Alice authorizes with an empty merchant_id: the token's merchant is used.
+    let mut request = authorize_request(&account.id, 1_000);
+    request.merchant_id = String::new();
+    let held = payments().authorize(with_token(request, &alice)).await.unwrap().into_inner().authorization.unwrap();
+    assert_eq!(held.merchant_id, "merchant_a");
+    assert_eq!(held.status(), pb::AuthorizationStatus::Held);
+
+    // Naming another merchant in the body is refused.
+    let mut request = authorize_request(&account.id, 1_000);
+    request.merchant_id = "merchant_a".into();
+    let status = payments().authorize(with_token(request, &mallory)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // Mallory cannot tell Alice's authorization from one that does not exist.
+    let id = held.id.clone();
+    let get = pb::GetAuthorizationRequest { authorization_id: id.clone() };
+    let status = payments().get_authorization(with_token(get.clone(), &mallory)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "get: {status:?}");
+    let status = payments().capture(with_token(capture_request(&id, 0), &mallory)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "capture: {status:?}");
+    let status = payments().void(with_token(void_request(&id), &mallory)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "void: {status:?}");
+    let batch = futures::stream::iter([pb::BatchCaptureRequest { capture: Some(capture_request(&id, 0)) }]);
+    let summary = payments().batch_capture(with_token(batch, &mallory)).await.unwrap().into_inner();
+    assert_eq!((summary.captured, summary.failed), (0, 1));
+    assert_eq!(summary.failures[0].error.as_ref().unwrap().code, Code::NotFound as i32);
+    let list = |token: &str, merchant: &str| {
+        let request = pb::ListAuthorizationsRequest { merchant_id: merchant.into(), ..Default::default() };
+        let mut client = payments();
+        let request = with_token(request, token);
+        async move {
+            let mut stream = client.list_authorizations(request).await?.into_inner();
+            let mut ids = Vec::new();
+            while let Some(item) = stream.message().await? {
+                ids.push(item.authorization.unwrap().id);
+            }
+            Ok::<_, tonic::Status>(ids)
+        }
+    };
+    assert_eq!(list(&mallory, "").await.unwrap(), Vec::<String>::new(), "mallory's own list is empty");
+    assert_eq!(list(&mallory, "merchant_a").await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(list(&alice, "").await.unwrap(), vec![id.clone()]);
+
+    // Nothing moved: the hold is intact and the ledger balances.
+    let get = payments().get_authorization(with_token(get, &alice)).await.unwrap().into_inner();
+    assert_eq!(get.authorization.unwrap().status(), pb::AuthorizationStatus::Held);
+    let read = pb::GetAccountRequest { account_id: account.id.clone() };
+    let after = payments().get_account(with_token(read, &operator)).await.unwrap().into_inner().account.unwrap();
+    assert_eq!((after.posted_balance, after.held_amount, after.available_amount), (10_000, 1_000, 9_000));
+    // The refusals and the money-moving calls are in the audit log.
+    setup.server.wait_for_log(&["audit", "Authorize", "merchant_a", "allowed"]);
+    drop(setup.server);
+    let data = setup.dir.path().join("data");
+    courier_tests::process::ledger_check(BIN, &["--data-dir", data.to_str().unwrap()]);
+}
+
+#[test]
+fn the_cli_sends_a_dev_token_and_is_refused_without_one() {
+    let setup = up_with_secret();
+    let url = format!("https://{}", setup.server.addr);
+    let ca = setup.certs.files.ca.to_str().unwrap().to_owned();
+    let cli = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["users", "list", "--server", &url, "--ca", &ca, "--timeout", "5s"])
+            .args(extra)
+            .env_remove("COURIER_TOKEN")
+            .current_dir(setup.dir.path())
+            .output()
+            .unwrap()
+    };
+    let refused = cli(&[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("UNAUTHENTICATED"), "{refused:?}");
+    let token = dev_token(&setup.secret, "ops", "users:read");
+    let listed = cli(&["--token", &token]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+}
