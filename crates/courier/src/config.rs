@@ -56,6 +56,8 @@ pub struct ServeConfig {
     /// Unset, with `auth.secret_file`, payments signs its own (subject `courier-payments`, scopes `users:read
     /// risk:score`); with mTLS client certificates, `[auth.services]` may grant those scopes instead.
     pub service_token_file: Option<PathBuf>,
+    /// Serve without `[auth]` on a non-loopback address anyway (something in front authenticates). Default false.
+    pub no_auth: bool,
 }
 
 impl Default for ServeConfig {
@@ -77,6 +79,7 @@ impl Default for ServeConfig {
             allow_insecure: false,
             auth: AuthConfig::default(),
             service_token_file: None,
+            no_auth: false,
         }
     }
 }
@@ -169,6 +172,10 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure: bool,
+    /// Serve without authentication on a non-loopback address (without it, such an address needs `[auth]`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_auth: bool,
 }
 
 impl ServeFlags {

@@ -515,3 +515,53 @@ fn the_cli_sends_a_dev_token_and_is_refused_without_one() {
     let listed = cli(&["--token", &token]);
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
 }
+
+#[test]
+fn every_address_without_auth_is_refused_unless_no_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "users", "--listen", "0.0.0.0:0", "--allow-insecure", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("refusing to serve without authentication") && message.contains("--no-auth"), "{message}");
+}
+
+#[test]
+fn up_with_dev_auth_keeps_a_private_secret_and_token_that_the_cli_picks_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("empty.toml");
+    std::fs::write(&config, "").unwrap();
+    let data = dir.path().join("courier-data");
+    let server = Server::start(&["up", "--dev-auth", "--admin-listen", "off"], &config, &data);
+    for file in ["dev-secret", "token"] {
+        let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let secret = std::fs::read(data.join("dev-secret")).unwrap();
+    let url = format!("http://{}", server.addr);
+    let cli = |cwd: &Path| {
+        Command::new(BIN)
+            .args(["users", "create", "--name", "Ada", "--email", "ada@example.com", "--server", &url])
+            .env_remove("COURIER_TOKEN")
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    // From the directory `up` ran in, the CLI finds ./courier-data/token; from elsewhere it has none.
+    let created = cli(dir.path());
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let refused = cli(elsewhere.path());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("UNAUTHENTICATED"), "{refused:?}");
+    server.wait_for_log(&["audit", "unauthenticated", "CreateUser"]);
+    drop(server);
+
+    // The secret is made once: a restart keeps it (tokens already handed out stay valid).
+    let again = Server::start(&["up", "--dev-auth", "--admin-listen", "off"], &config, &data);
+    assert_eq!(std::fs::read(data.join("dev-secret")).unwrap(), secret);
+    drop(again);
+}

@@ -17,6 +17,10 @@ use crate::config::{ServeConfig, ServeFlags};
 pub struct UpArgs {
     #[command(flatten)]
     flags: ServeFlags,
+    /// Turn authentication on with a development secret kept in the data dir, and write a token with every
+    /// scope to DATA_DIR/token (the CLI reads ./courier-data/token).
+    #[arg(long)]
+    dev_auth: bool,
 }
 
 /// `courier serve`.
@@ -41,22 +45,28 @@ enum ServiceName {
 
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let config = args.flags.load()?;
+    let mut config = args.flags.load()?;
     let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
-    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin).await
+    let notes = if args.dev_auth { super::auth::dev_auth(&mut config)? } else { Vec::new() };
+    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin, notes).await
 }
 
 /// Runs one service.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
     let admin = config.admin_addr(None)?;
-    run(&config, &[args.service], admin).await
+    run(&config, &[args.service], admin, Vec::new()).await
 }
 
 /// Where `courier up` serves /metrics, /healthz and /readyz unless told otherwise.
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 
-async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn run(
+    config: &ServeConfig,
+    services: &[ServiceName],
+    admin: Option<SocketAddr>,
+    mut notes: Vec<String>,
+) -> anyhow::Result<()> {
     courier_kit::logging::init(config.log_format, &config.log)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
@@ -70,6 +80,7 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
 
     // Certificates read and the loopback rule applied before binding: an unsafe or broken setup binds nothing.
     let transport = Transport::load(config)?;
+    super::auth::check_unauthenticated(config)?;
     // Keys read and checked before binding too; payments' own token for users and risk.
     let authenticator = config.auth.authenticator()?;
     let service_token = super::auth::service_token(config)?;
@@ -86,7 +97,6 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
     let database_url = config.database_url();
     let mut ledgers = Vec::new();
-    let mut notes = Vec::new();
     for service in services {
         match service {
             ServiceName::Users => {
