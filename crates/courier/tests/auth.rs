@@ -565,3 +565,33 @@ fn up_with_dev_auth_keeps_a_private_secret_and_token_that_the_cli_picks_up() {
     assert_eq!(std::fs::read(data.join("dev-secret")).unwrap(), secret);
     drop(again);
 }
+
+#[tokio::test]
+async fn a_subject_over_its_rate_limit_gets_resource_exhausted_and_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(dir.path());
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210").unwrap();
+    let config = dir.path().join("courier.toml");
+    let auth = format!("[auth]\nsecret_file = {secret:?}\n[auth.rate_limit]\nper_second = 1\nburst = 2\n");
+    std::fs::write(&config, format!("{}\n{auth}", certs.table(false))).unwrap();
+    let server = Server::start(&["serve", "users"], &config, &dir.path().join("data"));
+    let channel = certs.channel(&server.addr, false).await;
+    let (noisy, quiet) = (dev_token(&secret, "noisy", "users:read"), dev_token(&secret, "quiet", "users:read"));
+
+    // The burst passes; well before the bucket refills (one per second) a call is refused.
+    list_users(&channel, Some(&format!("Bearer {noisy}"))).await.unwrap();
+    list_users(&channel, Some(&format!("Bearer {noisy}"))).await.unwrap();
+    let mut refused = None;
+    for _ in 0..5 {
+        if let Err(status) = list_users(&channel, Some(&format!("Bearer {noisy}"))).await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("never limited");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Another subject has its own bucket.
+    list_users(&channel, Some(&format!("Bearer {quiet}"))).await.unwrap();
+    server.wait_for_log(&["audit", "noisy", "limited"]);
+}

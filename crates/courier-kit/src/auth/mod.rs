@@ -12,6 +12,7 @@
 
 mod keys;
 mod peer;
+mod rate;
 mod scopes;
 pub mod token;
 
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use keys::{KeySource, KeysError};
+pub use rate::{RateLimitConfig, RateLimiter};
 pub use scopes::{MethodScopes, Rule};
 
 /// The `[auth]` table. Empty (the default) means no authentication: every caller may call every method.
@@ -49,6 +51,8 @@ pub struct AuthConfig {
     /// Serve reflection to unauthenticated callers too. Default false: reflection needs a valid token (any
     /// scope). Health is always open.
     pub open_reflection: bool,
+    /// Per-subject rate limit (`[auth.rate_limit]`); off by default. Over it, calls get RESOURCE_EXHAUSTED.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for AuthConfig {
@@ -61,6 +65,7 @@ impl Default for AuthConfig {
             leeway: Duration::from_secs(30),
             services: BTreeMap::new(),
             open_reflection: false,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -88,7 +93,8 @@ impl AuthConfig {
             .iter()
             .map(|(uri, scopes)| (uri.clone(), scopes.iter().cloned().collect::<BTreeSet<_>>()))
             .collect();
-        Ok(Some(Arc::new(Authenticator { keys, config: self.clone(), services })))
+        let rate = RateLimiter::new(&self.rate_limit);
+        Ok(Some(Arc::new(Authenticator { keys, config: self.clone(), services, rate })))
     }
 }
 
@@ -158,9 +164,15 @@ pub struct Authenticator {
     keys: Option<KeySource>,
     config: AuthConfig,
     services: BTreeMap<String, BTreeSet<String>>,
+    rate: Option<RateLimiter>,
 }
 
 impl Authenticator {
+    /// Whether `principal` is within its rate limit now (always, when limiting is off).
+    pub fn within_rate(&self, principal: &Principal) -> bool {
+        self.rate.as_ref().is_none_or(|rate| rate.allow(&principal.subject))
+    }
+
     /// The principal behind `authorization` (the header's value), if any, else behind the peer's client
     /// certificate chain (leaf first), if any.
     pub fn authenticate(

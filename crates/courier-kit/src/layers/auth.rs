@@ -2,7 +2,8 @@
 //!
 //! Each call's credentials (bearer token, else mTLS client certificate) are verified and its method's rule
 //! applied before any handler runs: no credentials or bad ones answer UNAUTHENTICATED with a short reason, a
-//! principal without the method's scope (or a method without a rule) answers PERMISSION_DENIED. The principal
+//! principal without the method's scope (or a method without a rule) answers PERMISSION_DENIED, one over its
+//! rate limit (`[auth.rate_limit]`) RESOURCE_EXHAUSTED. The principal
 //! goes into the request's extensions for handlers. Every refusal, and every call of an audited
 //! (money-moving) method, writes one line to the `audit` tracing target: subject, method, outcome, code.
 //!
@@ -81,6 +82,11 @@ impl Gate {
         if let Some(reason) = denied {
             audit(Some(&principal), path, "denied", tonic::Code::PermissionDenied, &reason);
             return Err(tonic::Status::permission_denied(reason));
+        }
+        if !self.authenticator.within_rate(&principal) {
+            let reason = "rate limit exceeded for this caller";
+            audit(Some(&principal), path, "limited", tonic::Code::ResourceExhausted, reason);
+            return Err(tonic::Status::resource_exhausted(reason));
         }
         if self.scopes.is_audited(path) {
             audit(Some(&principal), path, "allowed", tonic::Code::Ok, "");
