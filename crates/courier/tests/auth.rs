@@ -318,6 +318,9 @@ async fn a_missing_scope_or_a_method_without_a_rule_is_permission_denied_and_aud
     // With the scope, it works.
     let writer = ed.sign(&claims("merchant_writer", "users:write"));
     UserServiceClient::new(channel).create_user(with_token(create, &writer)).await.unwrap();
+    // The log names the new user by a masked email only.
+    setup.server.wait_for_log(&["user created", "a***@example.com"]);
+    assert!(!setup.server.stderr.lock().unwrap().contains("ada@example.com"), "a full email was logged");
 }
 
 #[tokio::test]
