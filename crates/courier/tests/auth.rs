@@ -137,7 +137,7 @@ impl SigningKey {
     fn ed25519(kid: &str) -> Self {
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let jwk =
-            json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid, "x": b64url(&pair.public_key_raw())});
+            json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid, "x": b64url(pair.public_key_raw())});
         Self::new(Algorithm::EdDSA, kid, EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap(), jwk)
     }
 
@@ -483,6 +483,9 @@ async fn a_merchant_never_sees_nor_moves_another_merchants_authorizations() {
     assert_eq!(list(&mallory, "").await.unwrap(), Vec::<String>::new(), "mallory's own list is empty");
     assert_eq!(list(&mallory, "merchant_a").await.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(list(&alice, "").await.unwrap(), vec![id.clone()]);
+    // A back-office token (merchants:any) sees every merchant's.
+    let back_office = dev_token(&setup.secret, "support", "payments:read,merchants:any");
+    assert_eq!(list(&back_office, "merchant_a").await.unwrap(), vec![id.clone()]);
 
     // Nothing moved: the hold is intact and the ledger balances.
     let get = payments().get_authorization(with_token(get, &alice)).await.unwrap().into_inner();

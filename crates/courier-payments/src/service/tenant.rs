@@ -4,8 +4,9 @@
 //! The merchant comes from the verified principal (`courier_kit::auth::Principal::merchant`: the token's
 //! `merchant` claim, else its subject), never from the request body. A body naming another merchant is refused
 //! (PERMISSION_DENIED); an empty `merchant_id` means the token's. Another merchant's authorization is answered
-//! exactly like one that does not exist (NOT_FOUND), so ids cannot be probed. Without authentication, or for an
-//! mTLS service identity (which acts for no merchant), nothing is restricted.
+//! exactly like one that does not exist (NOT_FOUND), so ids cannot be probed. Nothing is restricted without
+//! authentication, for an mTLS service identity (which acts for no merchant), or for a principal holding
+//! [`ANY_MERCHANT_SCOPE`] (back office, `courier up --dev-auth`'s token).
 
 use std::borrow::Cow;
 
@@ -17,9 +18,16 @@ use tonic::{Code, Request, Status};
 use super::{to_status, ERROR_DOMAIN};
 use crate::ledger::Ledger;
 
+/// The scope that lifts the restriction to one merchant.
+pub const ANY_MERCHANT_SCOPE: &str = "merchants:any";
+
 /// The merchant a call is restricted to, if any.
 pub(super) fn of<T>(request: &Request<T>) -> Option<String> {
-    request.extensions().get::<Principal>().and_then(|principal| principal.merchant.clone())
+    let principal = request.extensions().get::<Principal>()?;
+    if principal.has_scope(ANY_MERCHANT_SCOPE) {
+        return None;
+    }
+    principal.merchant.clone()
 }
 
 /// `merchant_id` bound to the caller's merchant: filled in when empty, refused when another.

@@ -90,8 +90,8 @@ const DEV_SECRET_FILE: &str = "dev-secret";
 /// Subject (and so merchant) of `courier up --dev-auth`'s token.
 const DEV_SUBJECT: &str = "dev";
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Every scope the services declare, for the development token.
-const ALL_SCOPES: [&str; 10] = [
+/// Every scope the services declare, and the one that lifts tenant isolation, for the development token.
+const ALL_SCOPES: [&str; 11] = [
     "users:read",
     "users:write",
     "accounts:read",
@@ -102,6 +102,8 @@ const ALL_SCOPES: [&str; 10] = [
     "events:read",
     "risk:score",
     "risk:admin",
+    // Acts for every merchant, so the README's `--merchant coffee_shop` works with the development token.
+    "merchants:any",
 ];
 
 /// Creates `path` afresh with `contents`, readable by its owner only.
