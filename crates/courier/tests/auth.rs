@@ -280,12 +280,16 @@ async fn every_bad_token_is_unauthenticated_and_never_echoed() {
     let logs = setup.server.stderr.lock().unwrap().clone();
     assert!(!logs.contains(&hs256_with_public_key), "a token was logged");
 
-    // Health stays open, without a token.
-    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-        .await
-        .unwrap();
-    assert_eq!(health.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // Health stays open, without a token or with a bad one.
+    for token in [None, Some("expired.or.forged")] {
+        let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: String::new() });
+        if let Some(token) = token {
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        let health = tonic_health::pb::health_client::HealthClient::new(channel.clone()).check(request).await.unwrap();
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        assert_eq!(health.into_inner().status, serving);
+    }
 }
 
 #[tokio::test]
