@@ -150,6 +150,17 @@ impl SigningKey {
         Self::new(Algorithm::ES256, kid, EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(), jwk)
     }
 
+    /// A 2048-bit RSA key (the `rsa` crate); its JWK is `RSA` with the modulus and exponent.
+    fn rsa(kid: &str) -> Self {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let (n, e) = (b64url(&key.n().to_bytes_be()), b64url(&key.e().to_bytes_be()));
+        let jwk = json!({"kty": "RSA", "alg": "RS256", "kid": kid, "n": n, "e": e});
+        let pem = key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap();
+        Self::new(Algorithm::RS256, kid, EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(), jwk)
+    }
+
     fn new(algorithm: Algorithm, kid: &str, key: EncodingKey, jwk: serde_json::Value) -> Self {
         Self { algorithm, kid: kid.to_owned(), key, jwk: serde_json::from_value(jwk).unwrap() }
     }
@@ -226,12 +237,12 @@ fn jwks_setup(keys: &[&SigningKey]) -> JwksSetup {
 
 #[tokio::test]
 async fn every_bad_token_is_unauthenticated_and_never_echoed() {
-    let (ed, es) = (SigningKey::ed25519("ed-1"), SigningKey::p256("es-1"));
-    let setup = jwks_setup(&[&ed, &es]);
+    let (ed, es, rs) = (SigningKey::ed25519("ed-1"), SigningKey::p256("es-1"), SigningKey::rsa("rs-1"));
+    let setup = jwks_setup(&[&ed, &es, &rs]);
     let channel = setup.certs.channel(&setup.server.addr, false).await;
 
-    // Both key types verify a good token.
-    for key in [&ed, &es] {
+    // Every key type verifies a good token.
+    for key in [&ed, &es, &rs] {
         let token = key.sign(&claims("merchant_1", "users:read"));
         list_users(&channel, Some(&format!("Bearer {token}"))).await.unwrap();
     }
@@ -251,6 +262,14 @@ async fn every_bad_token_is_unauthenticated_and_never_echoed() {
         &EncodingKey::from_secret(&jwks_bytes),
     )
     .unwrap();
+    // The classic confusion: the RSA public key, as published, used as an HMAC secret, with the RSA key's kid.
+    let rsa_public = serde_json::to_vec(&rs.jwk).unwrap();
+    let hs256_with_rsa_modulus = jsonwebtoken::encode(
+        &Header { kid: Some("rs-1".into()), ..Header::new(Algorithm::HS256) },
+        &good,
+        &EncodingKey::from_secret(&rsa_public),
+    )
+    .unwrap();
     let cases: Vec<(&str, Option<String>, &str)> = vec![
         ("missing", None, "missing bearer token"),
         ("not bearer", Some("Basic dXNlcjpwYXNz".into()), "malformed"),
@@ -266,6 +285,7 @@ async fn every_bad_token_is_unauthenticated_and_never_echoed() {
             "algorithm",
         ),
         ("HS256 against public keys", Some(format!("Bearer {hs256_with_public_key}")), "algorithm"),
+        ("HS256 against the RS256 key", Some(format!("Bearer {hs256_with_rsa_modulus}")), "algorithm"),
     ];
     for (case, authorization, reason) in cases {
         let status = list_users(&channel, authorization.as_deref()).await.expect_err(case);
