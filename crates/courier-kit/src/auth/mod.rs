@@ -214,3 +214,29 @@ fn bearer(value: &[u8]) -> Option<&str> {
 
 /// Longer headers are refused unparsed.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bearer_scheme_with_a_token_is_a_bearer_token() {
+        assert_eq!(bearer(b"Bearer abc.def.ghi"), Some("abc.def.ghi"));
+        assert_eq!(bearer(b"bearer abc"), Some("abc"));
+        assert_eq!(bearer(b"Basic dXNlcjpw"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert_eq!(bearer(format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1)).as_bytes()), None);
+    }
+
+    #[test]
+    fn a_secret_file_and_a_jwks_file_exclude_each_other() {
+        let config = AuthConfig {
+            jwks_file: Some("jwks.json".into()),
+            secret_file: Some("secret".into()),
+            ..AuthConfig::default()
+        };
+        assert!(matches!(config.authenticator(), Err(KeysError::Conflict)));
+        assert!(AuthConfig::default().authenticator().unwrap().is_none(), "no [auth]: off");
+    }
+}

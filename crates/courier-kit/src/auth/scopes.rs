@@ -67,3 +67,20 @@ impl MethodScopes {
         self.services.get(service).copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_have_their_scope_health_is_open_and_the_rest_is_denied() {
+        let mut scopes = MethodScopes::new(false);
+        scopes.extend(&[("/pkg.Svc/Read", "svc:read")]);
+        assert_eq!(scopes.rule("/pkg.Svc/Read"), Some(Rule::Scope("svc:read")));
+        assert_eq!(scopes.rule("/pkg.Svc/Write"), None, "no rule: denied");
+        assert_eq!(scopes.rule("/grpc.health.v1.Health/Check"), Some(Rule::Open));
+        assert_eq!(scopes.rule("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"), Some(Rule::Authenticated));
+        assert_eq!(MethodScopes::new(true).rule("/grpc.reflection.v1alpha.ServerReflection/X"), Some(Rule::Open));
+        assert_eq!(scopes.rule("no-slash"), None);
+    }
+}
