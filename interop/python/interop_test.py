@@ -124,6 +124,26 @@ CAPTURED = payments_pb2.AUTHORIZATION_STATUS_CAPTURED
 # environment, which grpcio would otherwise honour.
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
+# The server runs TLS (certificates from `courier dev certs`) and checks bearer
+# tokens (`courier up --dev-auth` writes one with every scope to its data dir).
+# main() fills these in before any channel is opened.
+TLS = {"ca": b"", "token": ""}
+
+
+def open_channel(target: str, token: str | None = None) -> grpc.Channel:
+    """A TLS channel that sends `token` (default: the dev token) on every call.
+
+    token="" sends none. The token goes as `authorization: Bearer ...`, the way
+    any gRPC client attaches one (grpc.access_token_call_credentials).
+    """
+    credentials = grpc.ssl_channel_credentials(root_certificates=TLS["ca"])
+    token = TLS["token"] if token is None else token
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+
 
 # --------------------------------------------------------------------------
 # The client, written the way the grpc.io Python tutorials write one.
@@ -133,7 +153,7 @@ class UserClient:
     """A small wrapper over the generated UserServiceStub."""
 
     def __init__(self, target: str, timeout: float = RPC_TIMEOUT):
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(target)
         self._stub = users_pb2_grpc.UserServiceStub(self._channel)
         self._timeout = timeout
 
@@ -183,7 +203,7 @@ class PaymentClient:
     """
 
     def __init__(self, target: str, timeout: float = RPC_TIMEOUT):
-        self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(target)
         self._stub = payments_pb2_grpc.PaymentServiceStub(self._channel)
         self._timeout = timeout
 
@@ -319,9 +339,24 @@ class Server:
         # be checked) and no velocity rule (the stream checks send 50 at once).
         rules = data_dir / "risk-rules.toml"
         rules.write_text(RISK_RULES)
+        # TLS from `courier dev certs`; --dev-auth writes the token to data_dir.
+        certs = data_dir / "certs"
+        subprocess.run(
+            [binary, "dev", "certs", "--out", str(certs)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        config = data_dir / "courier.toml"
+        config.write_text(
+            "[tls]\n"
+            f'cert = "{certs / "server.pem"}"\n'
+            f'key = "{certs / "server.key"}"\n'
+            f'ca = "{certs / "ca.pem"}"\n'
+        )
+        TLS["ca"] = (certs / "ca.pem").read_bytes()
+        self.token_path = data_dir / "token"
         self.argv = [
             binary, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--data-dir", str(data_dir),
+            "--data-dir", str(data_dir), "--config", str(config), "--dev-auth",
         ]
         self.proc = subprocess.Popen(
             self.argv,
@@ -392,7 +427,7 @@ def wait_serving(target: str, deadline: float) -> None:
     The ready line says the port is bound; polling health as well proves the
     gRPC stack answers, without guessing at a fixed sleep.
     """
-    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+    with open_channel(target) as channel:
         try:
             grpc.channel_ready_future(channel).result(
                 timeout=max(0.1, deadline - time.monotonic())
@@ -654,7 +689,7 @@ class InteropChecks:
         self.target = target
         self.client = UserClient(target)
         self.payments = PaymentClient(target)
-        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.channel = open_channel(target)
         self.ada: users_pb2.User | None = None
         # Every user this run created, in creation order; the database is new,
         # so these are exactly the users the server holds.
@@ -1272,6 +1307,31 @@ class InteropChecks:
     def health_unknown(self) -> None:
         expect_rpc_error(grpc.StatusCode.NOT_FOUND, self._health, "no.such.Service")
 
+    # -- authentication ----------------------------------------------------
+
+    def _list_users_with(self, token: str) -> None:
+        with open_channel(self.target, token=token) as channel:
+            stub = users_pb2_grpc.UserServiceStub(channel)
+            for _ in stub.ListUsers(users_pb2.ListUsersRequest(), timeout=RPC_TIMEOUT):
+                pass
+
+    def no_token_unauthenticated(self) -> None:
+        error = expect_rpc_error(grpc.StatusCode.UNAUTHENTICATED, self._list_users_with, "")
+        assert "missing bearer token" in (error.details() or ""), error.details()
+
+    def forged_token_unauthenticated(self) -> None:
+        # The dev token's header and claims with the signature of another secret.
+        header, claims, _ = TLS["token"].split(".")
+        forged = f"{header}.{claims}.{'A' * 43}"
+        error = expect_rpc_error(grpc.StatusCode.UNAUTHENTICATED, self._list_users_with, forged)
+        assert forged not in (error.details() or ""), "the token was echoed"
+
+    def health_open_without_token(self) -> None:
+        with open_channel(self.target, token="") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING, response.status
+
     # -- reflection --------------------------------------------------------
 
     def _reflection_db(self, channel: grpc.Channel) -> ProtoReflectionDescriptorDatabase:
@@ -1378,6 +1438,7 @@ def main() -> int:
                 nonlocal target
                 deadline = time.monotonic() + START_TIMEOUT
                 target = server.wait_listening(START_TIMEOUT)
+                TLS["token"] = server.token_path.read_text().strip()
                 wait_serving(target, deadline)
 
             if checks.run("server starts, prints its address and reports SERVING", start):
@@ -1411,6 +1472,9 @@ def main() -> int:
                     ("ListAuthorizations by account streams that account's authorizations in creation order", s.list_authorizations),
                     ("WatchEvents from 1 replays every event of this run, sequences 1, 2, 3...", s.watch_events),
                     ("WatchEvents from last + 1 delivers the next commit", s.watch_events_live),
+                    ("no token: ListUsers is UNAUTHENTICATED", s.no_token_unauthenticated),
+                    ("a forged token: UNAUTHENTICATED, the token not echoed", s.forged_token_unauthenticated),
+                    ("no token: health Check '' is still SERVING (health is open)", s.health_open_without_token),
                     ("health Check '' is SERVING", s.health_serving("")),
                     (f"health Check '{SERVICE}' is SERVING", s.health_serving(SERVICE)),
                     (f"health Check '{PAYMENTS_SERVICE}' is SERVING", s.health_serving(PAYMENTS_SERVICE)),

@@ -16,12 +16,14 @@
 //! - [`logging`]: `tracing` set-up, human or JSON.
 //! - [`tls`]: the `[tls]` table (server certificates, mutual TLS, outbound trust), the loopback rule for
 //!   plaintext, and development certificates.
+//! - [`auth`]: bearer JWTs and mTLS service identities, per-method scopes (`[auth]`).
 //! - [`metrics`]: Prometheus metrics in the process-wide registry; [`admin`] serves them, with liveness and
 //!   readiness, on the admin HTTP port.
 
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -5,6 +5,7 @@
 //! - [`risk`]: RiskService's verdict within a sub-deadline, `Unavailable` when it cannot answer.
 //! - [`holders`]: account holders' status from UserService, cached briefly.
 //! - [`service`]: the `courier.payments.v1.PaymentService` gRPC handlers.
+//! - [`scopes`]: the scope each method needs when authentication is on.
 
 #![warn(missing_docs)]
 // tonic::Status is large, and it is what every handler returns; boxing it would only move the cost.
@@ -16,6 +17,7 @@ pub mod holders;
 pub mod ledger;
 pub mod model;
 pub mod risk;
+pub mod scopes;
 pub mod service;
 
 pub use config::PaymentsConfig;

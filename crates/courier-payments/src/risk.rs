@@ -49,10 +49,12 @@ pub fn risk_channel(
     urls: &[String],
     timeout: std::time::Duration,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    token: Option<&str>,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
     ResilientChannel::builder("risk")
         .endpoints(urls.iter().cloned())
         .tls(tls)
+        .bearer(token)?
         .max_timeout(timeout)
         .health_check(watch_health(urls))
         .build()
@@ -65,15 +67,18 @@ fn watch_health(urls: &[String]) -> bool {
 }
 
 /// The channel to UserService: GetUser is idempotent, so it retries (on UNAVAILABLE, within the deadline).
-/// With `tls` (from `[tls] ca`), the URLs must be `https://`.
+/// With `tls` (from `[tls] ca`), the URLs must be `https://`; `token` is payments' own bearer token for a
+/// UserService with `[auth]`.
 pub fn users_channel(
     urls: &[String],
     timeout: std::time::Duration,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    token: Option<&str>,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
     ResilientChannel::builder("users")
         .endpoints(urls.iter().cloned())
         .tls(tls)
+        .bearer(token)?
         .max_timeout(timeout)
         .method("/courier.users.v1.UserService/GetUser", courier_kit::client::MethodOptions::idempotent())
         .health_check(watch_health(urls))

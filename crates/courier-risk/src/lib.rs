@@ -5,6 +5,7 @@
 //! - [`rollout`]: the active rule set, an optional candidate in shadow or on a share of accounts, and counters.
 //! - [`engine`]: the above together: one `score` per call on the hot path, reloads and rollout switches beside it.
 //! - [`service`]: the `courier.risk.v1.RiskService` gRPC handlers.
+//! - [`scopes`]: the scope each method needs when authentication is on.
 
 #![warn(missing_docs)]
 // tonic::Status is large, and it is what every handler returns; boxing it would only move the cost.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod rollout;
 pub mod rules;
+pub mod scopes;
 pub mod service;
 pub mod state;
 mod watch;

@@ -78,8 +78,8 @@ impl TestServer {
         let ledger = Ledger::start(pool, options.payments.clone(), clock.clone());
         ledger.spawn_sweeper();
         let users_url = options.users_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let users =
-            courier_payments::risk::users_channel(&[users_url], options.payments.users_timeout, None).expect("users");
+        let users = courier_payments::risk::users_channel(&[users_url], options.payments.users_timeout, None, None)
+            .expect("users");
         let mut payments = courier_payments::PaymentsApi::new(ledger.clone(), users);
         if let Some(config) = &options.risk {
             let engine = courier_risk::RiskEngine::start(config, courier_risk::Clock::system()).expect("risk rules");
@@ -88,7 +88,7 @@ impl TestServer {
         let risk_url = options.risk_url.clone().or_else(|| options.risk.as_ref().map(|_| format!("http://{addr}")));
         if let Some(url) = risk_url {
             payments = payments.with_risk(
-                courier_payments::risk::risk_channel(&[url], options.payments.risk_timeout, None)
+                courier_payments::risk::risk_channel(&[url], options.payments.risk_timeout, None, None)
                     .expect("risk channel"),
             );
         }

@@ -48,7 +48,8 @@ impl pb::user_service_server::UserService for UsersApi {
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let new = model::validate_new_user(request.into_inner())?;
         let user = self.store.create(new).await.map_err(|e| store_failure("creating user", e))?;
-        tracing::info!(user_id = %user.id, "user created");
+        // Never the full address: logs are kept and read more widely than the store.
+        tracing::info!(user_id = %user.id, email = %model::mask_email(&user.email), "user created");
         Ok(Response::new(pb::CreateUserResponse { user: Some(user.to_proto()) }))
     }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use courier_kit::auth::AuthConfig;
 use courier_kit::logging::LogFormat;
 use courier_kit::server::ServerOptions;
 use courier_kit::tls::TlsConfig;
@@ -48,6 +49,15 @@ pub struct ServeConfig {
     pub tls: TlsConfig,
     /// Serve plaintext on a non-loopback address anyway (something else encrypts the traffic). Default false.
     pub allow_insecure: bool,
+    /// Who may call what: bearer JWTs (`jwks_file` or `secret_file`), mTLS service identities (`[auth.services]`),
+    /// issuer, audience, leeway. The `[auth]` table; empty means every caller may call every method.
+    pub auth: AuthConfig,
+    /// A file holding the bearer token payments sends to UserService and RiskService when they check tokens.
+    /// Unset, with `auth.secret_file`, payments signs its own (subject `courier-payments`, scopes `users:read
+    /// risk:score`); with mTLS client certificates, `[auth.services]` may grant those scopes instead.
+    pub service_token_file: Option<PathBuf>,
+    /// Serve without `[auth]` on a non-loopback address anyway (something in front authenticates). Default false.
+    pub no_auth: bool,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +77,9 @@ impl Default for ServeConfig {
             risk: RiskConfig::default(),
             tls: TlsConfig::default(),
             allow_insecure: false,
+            auth: AuthConfig::default(),
+            service_token_file: None,
+            no_auth: false,
         }
     }
 }
@@ -159,6 +172,10 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure: bool,
+    /// Serve without authentication on a non-loopback address (without it, such an address needs `[auth]`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_auth: bool,
 }
 
 impl ServeFlags {

@@ -79,7 +79,8 @@ fn binding_every_address_without_tls_refuses_to_start_and_names_allow_insecure()
 #[test]
 fn with_allow_insecure_it_serves_plaintext_on_every_address_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["serve", "users", "--listen", "0.0.0.0:0", "--allow-insecure"], dir.path());
+    let server =
+        Server::start(&["serve", "users", "--listen", "0.0.0.0:0", "--allow-insecure", "--no-auth"], dir.path());
     assert!(server.startup.iter().any(|l| l.contains("WARNING: plaintext")), "{:?}", server.startup);
     let port = server.addr.rsplit(':').next().unwrap();
     let listed = cli(&["users", "list", "--server", &format!("http://127.0.0.1:{port}")]);

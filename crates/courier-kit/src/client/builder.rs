@@ -52,11 +52,13 @@ pub struct ResilientChannelBuilder {
     options: UpstreamOptions,
     /// Not part of [`UpstreamOptions`]: it holds certificates, not settings (see [`crate::tls::TlsConfig`]).
     tls: Option<ClientTlsConfig>,
+    /// Sent as `authorization: Bearer <token>` on every call (a service's own token).
+    bearer: Option<http::HeaderValue>,
 }
 
 impl ResilientChannelBuilder {
     pub(super) fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), options: UpstreamOptions::default(), tls: None }
+        Self { name: name.into(), options: UpstreamOptions::default(), tls: None, bearer: None }
     }
 
     /// Replaces every option (endpoint URLs included) with `options`.
@@ -120,6 +122,22 @@ impl ResilientChannelBuilder {
         self
     }
 
+    /// Sends `authorization: Bearer <token>` on every call that carries no `authorization` of its own (a
+    /// service's own token for servers with `[auth]`). The value is marked sensitive, so it is never logged.
+    pub fn bearer(mut self, token: Option<&str>) -> Result<Self, BuildError> {
+        self.bearer = match token {
+            Some(token) => {
+                let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                    BuildError::Invalid { upstream: self.name.clone(), key: "token", reason: "not a header value" }
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(self)
+    }
+
     /// Whether to follow the replicas' health (on by default).
     pub fn health_check(mut self, enabled: bool) -> Self {
         self.options.health_check = enabled;
@@ -129,7 +147,7 @@ impl ResilientChannelBuilder {
     /// Checks the options and starts the channel (its balancer and health watchers). Must run inside a Tokio
     /// runtime; connections are made lazily.
     pub fn build(self) -> Result<ResilientChannel, BuildError> {
-        let Self { name, options, tls } = self;
+        let Self { name, options, tls, bearer } = self;
         validate(&name, &options)?;
         if options.urls.is_empty() {
             return Err(BuildError::NoEndpoints(name));
@@ -177,6 +195,7 @@ impl ResilientChannelBuilder {
             throttle: options.throttle.enabled.then(|| Throttle::new(&options.throttle)),
             endpoints,
             metrics: ClientMetrics::new(&name),
+            authorization: bearer,
             name,
         };
         Ok(ResilientChannel { upstream: Arc::new(upstream), dispatch })

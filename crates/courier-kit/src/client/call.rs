@@ -33,6 +33,8 @@ pub(crate) struct Upstream {
     pub throttle: Option<Throttle>,
     pub endpoints: Arc<Endpoints>,
     pub metrics: ClientMetrics,
+    /// `authorization` sent on every call that has none of its own (see `ResilientChannelBuilder::bearer`).
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Upstream {
@@ -94,9 +96,12 @@ fn deadline(
 pub(crate) async fn run(
     upstream: Arc<Upstream>,
     mut dispatch: Dispatch,
-    request: Request<Body>,
+    mut request: Request<Body>,
     inbound: Option<Instant>,
 ) -> Result<Response<ResilientBody>, BoxError> {
+    if let Some(value) = &upstream.authorization {
+        request.headers_mut().entry(http::header::AUTHORIZATION).or_insert_with(|| value.clone());
+    }
     let plan = upstream.methods.plan(request.uri().path());
     let deadline = deadline(&upstream, plan.max_timeout, inbound, request.headers())?;
     let (parts, body) = request.into_parts();

@@ -1,10 +1,11 @@
 //! The tower layers every courier server runs, outermost first: [`access_log`], [`rpc_metrics`], [`faults`] (off unless
-//! configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
+//! configured), [`auth`] (off unless `[auth]` is configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
 //! (health and reflection included) and need no per-handler code.
 
 pub mod access_log;
+pub mod auth;
 pub mod concurrency;
 pub mod deadline;
 pub mod faults;
@@ -13,6 +14,7 @@ pub mod recv_limit;
 pub mod rpc_metrics;
 
 pub use access_log::AccessLogLayer;
+pub use auth::AuthLayer;
 pub use concurrency::{ConcurrencyLimitLayer, OverloadOptions};
 pub use deadline::{DeadlineLayer, DeadlineOptions};
 pub use faults::{FaultLayer, FaultOptions};

@@ -11,6 +11,7 @@ mod shutdown;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::body::Body;
@@ -20,8 +21,9 @@ use tonic_health::ServingStatus;
 use tower::Service;
 
 use crate::admin::Readiness;
+use crate::auth::{Authenticator, MethodScopes};
 use crate::layers::{
-    AccessLogLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer,
+    AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer,
 };
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
@@ -33,6 +35,9 @@ pub struct ServiceSet {
     names: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     readiness: Readiness,
+    auth: Option<Arc<Authenticator>>,
+    scopes: Vec<&'static [(&'static str, &'static str)]>,
+    audited: Vec<&'static [&'static str]>,
 }
 
 impl ServiceSet {
@@ -55,6 +60,26 @@ impl ServiceSet {
     /// Registers an encoded `FileDescriptorSet` for reflection (e.g. `courier_proto::FILE_DESCRIPTOR_SET`).
     pub fn describe(&mut self, encoded_descriptor_set: &'static [u8]) -> &mut Self {
         self.descriptor_sets.push(encoded_descriptor_set);
+        self
+    }
+
+    /// Requires every call to authenticate with `authenticator` and hold its method's scope (see
+    /// [`crate::auth`]); without it (the default) calls are not checked.
+    pub fn authenticate(&mut self, authenticator: Arc<Authenticator>) -> &mut Self {
+        self.auth = Some(authenticator);
+        self
+    }
+
+    /// Registers a service's method -> scope table (full method paths); methods in no table are denied when
+    /// authentication is on.
+    pub fn scopes(&mut self, table: &'static [(&'static str, &'static str)]) -> &mut Self {
+        self.scopes.push(table);
+        self
+    }
+
+    /// Registers methods whose every call is written to the `audit` log (money-moving calls).
+    pub fn audited(&mut self, methods: &'static [&'static str]) -> &mut Self {
+        self.audited.push(methods);
         self
     }
 
@@ -89,7 +114,8 @@ pub async fn serve(
     options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let ServiceSet { mut routes, names, descriptor_sets, readiness } = services;
+    let ServiceSet { mut routes, names, descriptor_sets, readiness, auth, scopes, audited } = services;
+    let auth_layer = auth_layer(auth, &scopes, &audited);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in &names {
@@ -129,6 +155,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .layer(AccessLogLayer)
         .layer(RpcMetricsLayer)
+        .layer(auth_layer)
         .layer(FaultLayer::new(&options.faults))
         .layer(DeadlineLayer::new(&options.deadlines))
         .layer(ConcurrencyLimitLayer::with_overload(options.max_concurrent_calls, &options.overload))
@@ -158,4 +185,16 @@ pub async fn serve(
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The authentication layer for these tables; a pass-through without an authenticator.
+fn auth_layer(
+    auth: Option<Arc<Authenticator>>,
+    tables: &[&'static [(&'static str, &'static str)]],
+    audited: &[&'static [&'static str]],
+) -> AuthLayer {
+    let mut scopes = MethodScopes::new(auth.as_ref().is_some_and(|a| a.open_reflection()));
+    tables.iter().for_each(|table| scopes.extend(table));
+    audited.iter().for_each(|methods| scopes.audit(methods));
+    AuthLayer::new(auth, scopes)
 }

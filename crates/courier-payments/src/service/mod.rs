@@ -2,6 +2,7 @@
 //! hand the operation to the ledger, map the outcome to the wire.
 
 mod streams;
+mod tenant;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,8 +49,15 @@ impl PaymentsApi {
     }
 
     /// Validates and decides one authorization: the unary call and every message of AuthorizeStream.
-    async fn authorize_one(&self, request: &pb::AuthorizeRequest, prefix: &str) -> Result<pb::Authorization, Status> {
-        let mut cmd = validate::authorize(request, prefix)?;
+    /// `tenant` is the caller's merchant when authentication restricts it (see [`tenant`]).
+    async fn authorize_one(
+        &self,
+        request: &pb::AuthorizeRequest,
+        prefix: &str,
+        tenant: Option<&str>,
+    ) -> Result<pb::Authorization, Status> {
+        let request = tenant::bind_authorize(request, tenant)?;
+        let mut cmd = validate::authorize(&request, prefix)?;
         let stored = self.ledger.stored_authorization(&cmd.merchant_id, &cmd.idempotency_key, &cmd.fingerprint);
         if let Some(authorization) = stored.await.map_err(to_status)? {
             return Ok(authorization);
@@ -74,8 +82,14 @@ impl PaymentsApi {
     }
 
     /// Validates and applies one capture: the unary call and every item of BatchCapture.
-    async fn capture_one(&self, request: &pb::CaptureRequest, prefix: &str) -> Result<pb::Authorization, Status> {
+    async fn capture_one(
+        &self,
+        request: &pb::CaptureRequest,
+        prefix: &str,
+        tenant: Option<&str>,
+    ) -> Result<pb::Authorization, Status> {
         let cmd = validate::capture(request, prefix)?;
+        tenant::ensure_owned(&self.ledger, &cmd.authorization_id, tenant).await?;
         self.ledger.capture(cmd).await.map_err(to_status)
     }
 
@@ -174,17 +188,20 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
         &self,
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
-        let authorization = self.authorize_one(request.get_ref(), "").await?;
+        let tenant = tenant::of(&request);
+        let authorization = self.authorize_one(request.get_ref(), "", tenant.as_deref()).await?;
         Ok(Response::new(pb::AuthorizeResponse { authorization: Some(authorization) }))
     }
 
     async fn capture(&self, request: Request<pb::CaptureRequest>) -> Result<Response<pb::CaptureResponse>, Status> {
-        let authorization = self.capture_one(request.get_ref(), "").await?;
+        let tenant = tenant::of(&request);
+        let authorization = self.capture_one(request.get_ref(), "", tenant.as_deref()).await?;
         Ok(Response::new(pb::CaptureResponse { authorization: Some(authorization) }))
     }
 
     async fn void(&self, request: Request<pb::VoidRequest>) -> Result<Response<pb::VoidResponse>, Status> {
         let cmd = validate::void(request.get_ref())?;
+        tenant::ensure_owned(&self.ledger, &cmd.authorization_id, tenant::of(&request).as_deref()).await?;
         let authorization = self.ledger.void(cmd).await.map_err(to_status)?;
         Ok(Response::new(pb::VoidResponse { authorization: Some(authorization) }))
     }
@@ -195,11 +212,12 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
     ) -> Result<Response<pb::GetAuthorizationResponse>, Status> {
         let id = &request.get_ref().authorization_id;
         validate::authorization_id_only("authorization_id", id)?;
+        let tenant = tenant::of(&request);
         match self.ledger.get_authorization(id).await.map_err(to_status)? {
-            Some(authorization) => {
+            Some(authorization) if tenant.as_ref().is_none_or(|t| *t == authorization.merchant_id) => {
                 Ok(Response::new(pb::GetAuthorizationResponse { authorization: Some(authorization) }))
             }
-            None => Err(status::not_found("authorization", id)),
+            _ => Err(status::not_found("authorization", id)),
         }
     }
 
@@ -209,7 +227,10 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
         &self,
         request: Request<pb::ListAuthorizationsRequest>,
     ) -> Result<Response<Self::ListAuthorizationsStream>, Status> {
-        Ok(Response::new(streams::list_authorizations(&self.ledger, request.into_inner())?))
+        let tenant = tenant::of(&request);
+        let mut request = request.into_inner();
+        request.merchant_id = tenant::bind(&request.merchant_id, tenant.as_deref())?.into_owned();
+        Ok(Response::new(streams::list_authorizations(&self.ledger, request)?))
     }
 
     type AuthorizeStreamStream = Stream_<pb::AuthorizeStreamResponse>;
@@ -218,14 +239,16 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
         &self,
         request: Request<tonic::Streaming<pb::AuthorizeStreamRequest>>,
     ) -> Result<Response<Self::AuthorizeStreamStream>, Status> {
-        Ok(Response::new(streams::authorize_stream(self.clone(), request.into_inner())))
+        let tenant = tenant::of(&request);
+        Ok(Response::new(streams::authorize_stream(self.clone(), request.into_inner(), tenant)))
     }
 
     async fn batch_capture(
         &self,
         request: Request<tonic::Streaming<pb::BatchCaptureRequest>>,
     ) -> Result<Response<pb::BatchCaptureResponse>, Status> {
-        Ok(Response::new(streams::batch_capture(self.clone(), request.into_inner()).await?))
+        let tenant = tenant::of(&request);
+        Ok(Response::new(streams::batch_capture(self.clone(), request.into_inner(), tenant).await?))
     }
 
     type WatchEventsStream = Stream_<pb::WatchEventsResponse>;

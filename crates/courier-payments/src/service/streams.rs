@@ -82,11 +82,13 @@ pub(super) fn watch_events(
 pub(super) fn authorize_stream(
     api: PaymentsApi,
     input: Streaming<pb::AuthorizeStreamRequest>,
+    tenant: Option<String>,
 ) -> Stream_<pb::AuthorizeStreamResponse> {
     let in_flight = api.ledger.config().stream_in_flight.max(1);
     let answers = input
         .map(move |message| {
             let api = api.clone();
+            let tenant = tenant.clone();
             // Each message runs as its own task: buffer_unordered only drives its futures while the response is
             // being read, and a future parked mid-query would hold a pooled connection for as long as the client
             // does not read. The bound stays: a slot frees only when an answer is taken. The task keeps the
@@ -96,7 +98,7 @@ pub(super) fn authorize_stream(
                 // answers not yet sent are found again by their idempotency keys.
                 let message = message?;
                 let result = match &message.request {
-                    Some(request) => api.authorize_one(request, "request.").await,
+                    Some(request) => api.authorize_one(request, "request.", tenant.as_deref()).await,
                     None => Err(status::invalid_argument(vec![field_violation("request", "required")])),
                 };
                 Ok(pb::AuthorizeStreamResponse {
@@ -129,16 +131,18 @@ pub(super) fn authorize_stream(
 pub(super) async fn batch_capture(
     api: PaymentsApi,
     input: Streaming<pb::BatchCaptureRequest>,
+    tenant: Option<String>,
 ) -> Result<pb::BatchCaptureResponse, Status> {
     let mut outcomes = input
         .enumerate()
         .map(|(index, message)| {
             let api = api.clone();
+            let tenant = tenant.clone();
             async move {
                 let message = message?;
                 let id = message.capture.as_ref().map(|c| c.authorization_id.clone()).unwrap_or_default();
                 let result = match &message.capture {
-                    Some(capture) => api.capture_one(capture, "capture.").await,
+                    Some(capture) => api.capture_one(capture, "capture.", tenant.as_deref()).await,
                     None => Err(status::invalid_argument(vec![field_violation("capture", "required")])),
                 };
                 Ok::<_, Status>((index as i64, id, result))

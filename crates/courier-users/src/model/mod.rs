@@ -1,9 +1,11 @@
 //! The user as the service sees it, independent of the wire and of the store.
 
 mod id;
+mod mask;
 mod validate;
 
 pub use id::{UserId, UserIdError};
+pub use mask::mask_email;
 pub use validate::{parse_status, parse_status_filter, validate_new_user, NewUser, MAX_NAME_CHARS};
 
 use courier_kit::time::timestamp_from_us;

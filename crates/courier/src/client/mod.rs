@@ -34,10 +34,51 @@ pub struct ClientFlags {
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, env = "COURIER_KEY", value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Bearer token sent as `authorization: Bearer TOKEN` (servers with `[auth]`). Without it, the token
+    /// `courier up` wrote to ./courier-data/token is used when that file exists.
+    #[arg(long, global = true, env = "COURIER_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
+/// The connection every subcommand calls through: a channel that adds the bearer token, if any.
+pub type Connection = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer ...` to every call (nothing when there is no token).
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Where `courier up` writes its development token, relative to the working directory (its default data dir).
+const DEV_TOKEN_FILE: &str = "courier-data/token";
+
 impl ClientFlags {
-    async fn connect(&self) -> anyhow::Result<Channel> {
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        let bearer = self.bearer()?;
+        Ok(tonic::service::interceptor::InterceptedService::new(self.channel().await?, bearer))
+    }
+
+    /// --token, else the development token of `courier up` in ./courier-data, else none.
+    fn bearer(&self) -> anyhow::Result<Bearer> {
+        let token = match &self.token {
+            Some(token) => Some(token.trim().to_owned()),
+            None => std::fs::read_to_string(DEV_TOKEN_FILE).ok().map(|t| t.trim().to_owned()),
+        };
+        let value =
+            token.filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}").parse()).transpose().map_err(|_| {
+                anyhow::anyhow!("--token is not a valid header value (a JWT has only A-Z a-z 0-9 - _ .)")
+            })?;
+        Ok(Bearer(value))
+    }
+
+    async fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.server.clone())
             .map_err(|_| {
                 anyhow::anyhow!("--server {:?} is not a valid URL (e.g. http://127.0.0.1:50051)", self.server)

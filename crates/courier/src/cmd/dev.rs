@@ -1,5 +1,5 @@
 //! `courier dev ...`: helpers for running courier locally. `dev certs` writes a local CA and certificates so TLS
-//! and mutual TLS can be tried (and tested) without a real PKI.
+//! and mutual TLS can be tried (and tested) without a real PKI; `dev token` signs development bearer tokens.
 
 use std::path::PathBuf;
 
@@ -13,6 +13,31 @@ pub enum DevCommand {
     /// Write a local CA, a server certificate (localhost, 127.0.0.1, ::1) and a client certificate
     /// (spiffe://courier/payments), and print how to use them. For development only.
     Certs(CertsArgs),
+    /// Print a development bearer token (HS256) signed with a secret file (`[auth] secret_file`).
+    Token(TokenArgs),
+}
+
+/// `courier dev token`.
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// The token's subject: the merchant it acts for (unless --merchant), e.g. merchant_123.
+    #[arg(long)]
+    subject: String,
+    /// Comma-separated scopes, e.g. payments:authorize,payments:capture,payments:read.
+    #[arg(long, value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// How long it is valid.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// The HS256 secret file (the server's `[auth] secret_file`).
+    #[arg(long, value_name = "FILE")]
+    secret_file: PathBuf,
+    /// `iss` claim (when the server checks `[auth] issuer`).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// `aud` claim (when the server checks `[auth] audience`).
+    #[arg(long)]
+    audience: Option<String>,
 }
 
 /// `courier dev certs`.
@@ -30,7 +55,18 @@ pub struct CertsArgs {
 pub fn run(command: DevCommand) -> anyhow::Result<()> {
     match command {
         DevCommand::Certs(args) => certs(&args),
+        DevCommand::Token(args) => token(&args),
     }
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let secret = super::auth::read_secret(&args.secret_file)?;
+    anyhow::ensure!(secret.len() >= 32, "{}: the secret is shorter than 32 bytes", args.secret_file.display());
+    let mut claims = courier_kit::auth::token::TokenClaims::new(&args.subject, &args.scopes, args.ttl);
+    claims.iss.clone_from(&args.issuer);
+    claims.aud.clone_from(&args.audience);
+    println!("{}", courier_kit::auth::token::sign_hs256(&claims, &secret).context("signing")?);
+    Ok(())
 }
 
 fn certs(args: &CertsArgs) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The server-side subcommands.
 
+pub mod auth;
 pub mod bench;
 pub mod dev;
 pub mod ledger;

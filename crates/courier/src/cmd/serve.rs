@@ -17,6 +17,10 @@ use crate::config::{ServeConfig, ServeFlags};
 pub struct UpArgs {
     #[command(flatten)]
     flags: ServeFlags,
+    /// Turn authentication on with a development secret kept in the data dir, and write a token with every
+    /// scope to DATA_DIR/token (the CLI reads ./courier-data/token).
+    #[arg(long)]
+    dev_auth: bool,
 }
 
 /// `courier serve`.
@@ -41,22 +45,28 @@ enum ServiceName {
 
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let config = args.flags.load()?;
+    let mut config = args.flags.load()?;
     let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
-    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin).await
+    let notes = if args.dev_auth { super::auth::dev_auth(&mut config)? } else { Vec::new() };
+    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin, notes).await
 }
 
 /// Runs one service.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
     let admin = config.admin_addr(None)?;
-    run(&config, &[args.service], admin).await
+    run(&config, &[args.service], admin, Vec::new()).await
 }
 
 /// Where `courier up` serves /metrics, /healthz and /readyz unless told otherwise.
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 
-async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn run(
+    config: &ServeConfig,
+    services: &[ServiceName],
+    admin: Option<SocketAddr>,
+    mut notes: Vec<String>,
+) -> anyhow::Result<()> {
     courier_kit::logging::init(config.log_format, &config.log)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
@@ -70,6 +80,10 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
 
     // Certificates read and the loopback rule applied before binding: an unsafe or broken setup binds nothing.
     let transport = Transport::load(config)?;
+    super::auth::check_unauthenticated(config)?;
+    // Keys read and checked before binding too; payments' own token for users and risk.
+    let authenticator = config.auth.authenticator()?;
+    let service_token = super::auth::service_token(config)?;
     // Bound first: in `courier up`, payments calls UserService at this very address.
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
@@ -83,7 +97,6 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
     let database_url = config.database_url();
     let mut ledgers = Vec::new();
-    let mut notes = Vec::new();
     for service in services {
         match service {
             ServiceName::Users => {
@@ -91,6 +104,7 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                     .await
                     .with_context(|| format!("opening the user store at {}", redact_url(&database_url)))?;
                 set.add(courier_users::UsersApi::new(store).into_service());
+                set.scopes(courier_users::scopes::METHOD_SCOPES);
             }
             ServiceName::Payments => {
                 let pool = courier_payments::open_store(&config.db_config())
@@ -104,8 +118,9 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                     None => vec![own()?],
                 };
                 let users_tls = transport.client.clone();
+                let token = service_token.as_deref();
                 let users =
-                    courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls)
+                    courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls, token)
                         .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
                 let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
                 // RiskService: the one configured, else this process's own when it serves one; without either,
@@ -117,19 +132,22 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
                 };
                 if let Some(urls) = &risk_urls {
                     let risk_tls = transport.client.clone();
-                    let channel = courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls)
-                        .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
+                    let channel =
+                        courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls, token)
+                            .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
                     api = api.with_risk(channel);
                 } else {
                     notes.push("courier: payments runs WITHOUT risk checks (set --risk-url)".to_owned());
                 }
                 set.add(api.into_service());
+                set.scopes(courier_payments::scopes::METHOD_SCOPES).audited(courier_payments::scopes::AUDITED);
                 ledgers.push(ledger);
             }
             ServiceName::Risk => {
                 if let Some(engine) = &risk {
                     engine.spawn_watcher();
                     set.add(courier_risk::RiskApi::new(engine.clone()).into_service());
+                    set.scopes(courier_risk::scopes::METHOD_SCOPES);
                 }
             }
         }
@@ -145,6 +163,10 @@ async fn run(config: &ServeConfig, services: &[ServiceName], admin: Option<Socke
         format!("courier: try `courier users create --name Ada --email ada@example.com {}`", transport.cli_hint(addr)),
     ]);
     lines.push(transport.describe(addr));
+    lines.push(super::auth::describe(&config.auth));
+    if let Some(authenticator) = authenticator {
+        set.authenticate(authenticator);
+    }
     lines.extend(notes);
     if let Some(admin) = admin_listener {
         tokio::spawn(courier_kit::admin::serve_admin(admin, set.readiness()));

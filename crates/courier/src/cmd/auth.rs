@@ -1,0 +1,136 @@
+//! A server process's side of `[auth]`: the startup line, and the token payments presents to users and risk.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use courier_kit::auth::token::{sign_hs256, TokenClaims};
+use courier_kit::auth::AuthConfig;
+
+use crate::config::ServeConfig;
+
+/// Subject of the token payments signs for itself.
+pub const PAYMENTS_SUBJECT: &str = "courier-payments";
+/// What payments needs from the other services.
+pub const PAYMENTS_SCOPES: [&str; 2] = ["users:read", "risk:score"];
+/// Lifetime of payments' self-signed token. It is signed again at every start; a process running longer than
+/// this needs a restart (or `service_token_file`).
+const SELF_SIGNED_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The bearer token payments sends to UserService and RiskService: `service_token_file`'s, else one signed with
+/// `auth.secret_file` (development), else none (plain calls, or mTLS identities).
+pub fn service_token(config: &ServeConfig) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &config.service_token_file {
+        let token = std::fs::read_to_string(path).with_context(|| {
+            format!("invalid configuration key `service_token_file`: cannot read {}", path.display())
+        })?;
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let Some(path) = &config.auth.secret_file else { return Ok(None) };
+    let secret = read_secret(path)?;
+    let scopes: Vec<String> = PAYMENTS_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let mut claims = TokenClaims::new(PAYMENTS_SUBJECT, &scopes, SELF_SIGNED_TTL);
+    claims.iss.clone_from(&config.auth.issuer);
+    claims.aud.clone_from(&config.auth.audience);
+    Ok(Some(sign_hs256(&claims, &secret).context("signing payments' own token")?))
+}
+
+/// The secret in `path`, trimmed.
+pub fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    Ok(text.trim_ascii().to_vec())
+}
+
+/// The loopback rule for authentication, like the one for plaintext: without `[auth]`, anyone who can connect
+/// may call anything, which is fine where only this host can connect and needs the operator's explicit
+/// `--no-auth` anywhere else.
+pub fn check_unauthenticated(config: &ServeConfig) -> anyhow::Result<()> {
+    if config.auth.is_enabled() || config.no_auth || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve without authentication on {}: it is reachable from other hosts, so anyone could move \
+         money. Configure `[auth]` (jwks_file or secret_file, see `courier dev token`), listen on a loopback \
+         address, or pass --no-auth (config `no_auth = true`) if something in front authenticates callers",
+        config.listen
+    )
+}
+
+/// `courier up --dev-auth`: a development secret kept in the data dir (created once, mode 0600) turns `[auth]`
+/// on, and a token with every scope is written next to it (`token`, mode 0600), where the CLI finds it.
+/// Returns the startup lines to print.
+pub fn dev_auth(config: &mut ServeConfig) -> anyhow::Result<Vec<String>> {
+    if config.auth.is_enabled() {
+        return Ok(vec!["courier: --dev-auth ignored: [auth] is configured".to_owned()]);
+    }
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the data dir {}", dir.display()))?;
+    let secret_path = dir.join(DEV_SECRET_FILE);
+    if !secret_path.exists() {
+        write_private(&secret_path, courier_kit::auth::token::new_secret().as_bytes())?;
+    }
+    config.auth.secret_file = Some(secret_path.clone());
+    let secret = read_secret(&secret_path)?;
+    let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let claims = TokenClaims::new(DEV_SUBJECT, &scopes, DEV_TOKEN_TTL);
+    let token = sign_hs256(&claims, &secret).context("signing the development token")?;
+    let token_path = dir.join("token");
+    write_private(&token_path, token.as_bytes())?;
+    Ok(vec![
+        format!(
+            "courier: development auth: secret {}, token (subject {DEV_SUBJECT}, every scope, 30 days) in {}",
+            secret_path.display(),
+            token_path.display()
+        ),
+        "courier: the CLI reads ./courier-data/token; elsewhere pass --token or COURIER_TOKEN".to_owned(),
+    ])
+}
+
+/// The development secret's file name in the data dir.
+const DEV_SECRET_FILE: &str = "dev-secret";
+/// Subject (and so merchant) of `courier up --dev-auth`'s token.
+const DEV_SUBJECT: &str = "dev";
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Every scope the services declare, and the one that lifts tenant isolation, for the development token.
+const ALL_SCOPES: [&str; 11] = [
+    "users:read",
+    "users:write",
+    "accounts:read",
+    "accounts:write",
+    "payments:authorize",
+    "payments:capture",
+    "payments:read",
+    "events:read",
+    "risk:score",
+    "risk:admin",
+    // Acts for every merchant, so the README's `--merchant coffee_shop` works with the development token.
+    "merchants:any",
+];
+
+/// Creates `path` afresh with `contents`, readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The startup line that says who may call.
+pub fn describe(auth: &AuthConfig) -> String {
+    if !auth.is_enabled() {
+        return "courier: authentication OFF (no [auth] table): every caller may call every method".to_owned();
+    }
+    let tokens = match (&auth.jwks_file, &auth.secret_file) {
+        (Some(path), _) => format!("bearer JWTs (EdDSA/ES256/RS256, keys from {})", path.display()),
+        (None, Some(_)) => "bearer JWTs (HS256, development secret)".to_owned(),
+        (None, None) => "no bearer tokens".to_owned(),
+    };
+    format!("courier: authentication on: {tokens}, {} mTLS service identities; health open", auth.services.len())
+}
