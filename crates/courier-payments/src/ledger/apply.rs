@@ -39,7 +39,7 @@ pub(super) struct Tx<'a> {
     /// Authorizations decided so far, for the metrics once (if) the batch commits.
     decided: Vec<Decided>,
     /// The batch's rows and changes.
-    stage: Stage,
+    stage: &'a mut Stage,
     /// Stand-in approvals this batch made per account, not in the database until the flush.
     stood_in_staged: HashMap<String, i64>,
 }
@@ -48,6 +48,7 @@ impl<'a> Tx<'a> {
     /// Takes the ledger lock (the `ledger_meta` row) and reads the last sequence number.
     pub async fn begin(
         transaction: &'a mut Transaction<'_, Any>,
+        stage: &'a mut Stage,
         config: &'a PaymentsConfig,
         now: i64,
     ) -> Result<Tx<'a>, sqlx::Error> {
@@ -59,7 +60,7 @@ impl<'a> Tx<'a> {
         )
         .fetch_one(&mut *conn)
         .await?;
-        let stage = Stage::new(conn.backend_name() == "SQLite");
+        stage.reset();
         let (decided, stood_in_staged) = (Vec::new(), HashMap::new());
         Ok(Tx { conn, config, now, sequence, first_sequence: sequence, decided, stage, stood_in_staged })
     }
@@ -108,7 +109,7 @@ impl<'a> Tx<'a> {
 
     /// Writes the batch's changes and the last sequence number; returns it with the authorizations decided in
     /// this transaction.
-    pub async fn finish(mut self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
+    pub async fn finish(self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
         self.stage.flush(self.conn, self.now).await?;
         if self.sequence != self.first_sequence {
             sqlx::query("UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1")

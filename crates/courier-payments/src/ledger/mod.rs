@@ -15,6 +15,7 @@ mod metrics;
 mod reads;
 mod rows;
 mod stage;
+mod statements;
 mod sweeper;
 pub mod writer;
 

@@ -15,7 +15,8 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
-use super::rows::{self, AccountRow, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS, EVENT_COLUMNS};
+use super::rows::{self, AccountRow};
+use super::statements::{Statement, StatementTexts};
 
 /// Rows per multi-row statement at most: under SQLite's and PostgreSQL's bound-parameter limits (19 x 256).
 /// Statements carry a power-of-two number of rows, so a handful of distinct statements serve every batch size
@@ -47,11 +48,10 @@ pub(super) struct EventRow {
     pub decided_by: pb::Decider,
 }
 
-/// See the module documentation.
+/// See the module documentation. The writer keeps one for its whole life and [`Stage::reset`]s it per batch, so
+/// its maps keep their capacity and its statement texts are built once.
 pub(super) struct Stage {
-    /// SQLite takes anonymous `?` placeholders (numbered `$n` ones cost it a name lookup per parameter, which
-    /// grows with the statement); PostgreSQL takes `$n`.
-    sqlite: bool,
+    texts: StatementTexts,
     accounts: HashMap<String, Cached<AccountRow>>,
     authorizations: HashMap<String, Cached<pb::Authorization>>,
     keys: HashMap<(String, String), Cached<StoredKey>>,
@@ -61,7 +61,15 @@ pub(super) struct Stage {
 impl Stage {
     pub fn new(sqlite: bool) -> Self {
         let (accounts, authorizations, keys, events) = Default::default();
-        Self { sqlite, accounts, authorizations, keys, events }
+        Self { texts: StatementTexts::new(sqlite), accounts, authorizations, keys, events }
+    }
+
+    /// Forgets the last batch's rows (a new batch reads afresh under the ledger lock).
+    pub fn reset(&mut self) {
+        self.accounts.clear();
+        self.authorizations.clear();
+        self.keys.clear();
+        self.events.clear();
     }
 
     /// Fetches, in one query per table, the rows named by `account_ids`, `authorization_ids` and `keys` that are
@@ -76,11 +84,8 @@ impl Stage {
             unique(authorization_ids.iter().copied().filter(|id| !self.authorizations.contains_key(*id)));
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             let padded = padded(chunk);
-            let sql = format!(
-                "SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id IN ({})",
-                self.list(1, padded.len())
-            );
-            let found = bind_all(sqlx::query(&sql), &padded).fetch_all(&mut *conn).await?;
+            let sql = self.texts.get(Statement::SelectAuthorizations, padded.len());
+            let found = bind_all(sqlx::query(sql), &padded).fetch_all(&mut *conn).await?;
             for row in &found {
                 let authorization = rows::authorization_from_row(row)?;
                 self.authorizations.insert(authorization.id.clone(), Cached { row: Some(authorization), dirty: false });
@@ -98,8 +103,8 @@ impl Stage {
         let wanted: Vec<&str> = unique(named.filter(|id| !self.accounts.contains_key(*id)));
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             let padded = padded(chunk);
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({})", self.list(1, padded.len()));
-            let found = bind_all(sqlx::query(&sql), &padded).fetch_all(&mut *conn).await?;
+            let sql = self.texts.get(Statement::SelectAccounts, padded.len());
+            let found = bind_all(sqlx::query(sql), &padded).fetch_all(&mut *conn).await?;
             for row in &found {
                 let account = rows::account_from_row(row)?;
                 self.accounts.insert(account.id.clone(), Cached { row: Some(account), dirty: false });
@@ -126,17 +131,8 @@ impl Stage {
         wanted.dedup();
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             let padded = padded(chunk);
-            // OR of (scope AND key) pairs: each term is a primary-key probe on both databases.
-            let terms: Vec<String> = (0..padded.len())
-                .map(|i| {
-                    format!("(scope = {} AND idem_key = {})", self.placeholder(2 * i + 1), self.placeholder(2 * i + 2))
-                })
-                .collect();
-            let sql = format!(
-                "SELECT scope, idem_key, fingerprint, response FROM idempotency_keys WHERE {}",
-                terms.join(" OR ")
-            );
-            let mut query = sqlx::query(&sql);
+            let sql = self.texts.get(Statement::SelectKeys, padded.len());
+            let mut query = sqlx::query(sql);
             for (scope, key) in &padded {
                 query = query.bind(*scope).bind(*key);
             }
@@ -211,13 +207,8 @@ impl Stage {
         let mut accounts: Vec<&AccountRow> = dirty_rows(&self.accounts);
         accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         for chunk in power_chunks(&accounts) {
-            let sql = format!(
-                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-                 posted_balance = excluded.posted_balance, held_amount = excluded.held_amount, \
-                 status = excluded.status, updated_at_us = excluded.updated_at_us",
-                self.rows_sql(chunk.len(), 9)
-            );
-            let mut query = sqlx::query(&sql);
+            let sql = self.texts.get(Statement::UpsertAccounts, chunk.len());
+            let mut query = sqlx::query(sql);
             for a in chunk {
                 query = query
                     .bind(a.id.as_str())
@@ -236,13 +227,8 @@ impl Stage {
         let mut authorizations: Vec<&pb::Authorization> = dirty_rows(&self.authorizations);
         authorizations.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         for chunk in power_chunks(&authorizations) {
-            let sql = format!(
-                "INSERT INTO authorizations ({AUTHORIZATION_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
-                 status = excluded.status, captured_amount = excluded.captured_amount, \
-                 resolved_at_us = excluded.resolved_at_us",
-                self.rows_sql(chunk.len(), 19)
-            );
-            let mut query = sqlx::query(&sql);
+            let sql = self.texts.get(Statement::UpsertAuthorizations, chunk.len());
+            let mut query = sqlx::query(sql);
             for a in chunk {
                 let metadata = serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 let us = |t: &Option<prost_types::Timestamp>| t.as_ref().map(courier_kit::time::us_from_timestamp);
@@ -271,8 +257,8 @@ impl Stage {
         }
 
         for chunk in power_chunks(&self.events) {
-            let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {}", self.rows_sql(chunk.len(), 9));
-            let mut query = sqlx::query(&sql);
+            let sql = self.texts.get(Statement::InsertEvents, chunk.len());
+            let mut query = sqlx::query(sql);
             for e in chunk {
                 query = query
                     .bind(e.sequence)
@@ -295,11 +281,8 @@ impl Stage {
             .filter_map(|(id, cached)| cached.row.as_ref().map(|row| (id, row)))
             .collect();
         for chunk in power_chunks(&keys) {
-            let sql = format!(
-                "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, response, created_at_us) VALUES {}",
-                self.rows_sql(chunk.len(), 5)
-            );
-            let mut query = sqlx::query(&sql);
+            let sql = self.texts.get(Statement::InsertKeys, chunk.len());
+            let mut query = sqlx::query(sql);
             for ((scope, key), stored) in chunk {
                 query = query
                     .bind(scope.as_str())
@@ -311,27 +294,6 @@ impl Stage {
             query.execute(&mut *conn).await?;
         }
         Ok(())
-    }
-}
-
-impl Stage {
-    /// The placeholder of the `n`th (1-based) bound value.
-    fn placeholder(&self, n: usize) -> String {
-        if self.sqlite {
-            "?".to_owned()
-        } else {
-            format!("${n}")
-        }
-    }
-
-    /// `count` placeholders from the `first`th, comma-separated.
-    fn list(&self, first: usize, count: usize) -> String {
-        (first..first + count).map(|n| self.placeholder(n)).collect::<Vec<_>>().join(", ")
-    }
-
-    /// `(..., ...), (..., ...)`: placeholders for `rows` rows of `columns` values.
-    fn rows_sql(&self, rows: usize, columns: usize) -> String {
-        (0..rows).map(|row| format!("({})", self.list(row * columns + 1, columns))).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -379,13 +341,7 @@ fn bind_all<'q>(
 
 #[cfg(test)]
 mod tests {
-    use super::{padded, power_chunks, Stage};
-
-    #[test]
-    fn placeholders_suit_each_database() {
-        assert_eq!(Stage::new(false).rows_sql(2, 2), "($1, $2), ($3, $4)");
-        assert_eq!(Stage::new(true).rows_sql(2, 2), "(?, ?), (?, ?)");
-    }
+    use super::{padded, power_chunks};
 
     #[test]
     fn statements_carry_power_of_two_rows() {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::Tx;
 use super::metrics::Decided;
+use super::stage::Stage;
 use super::{Done, LedgerError, Op};
 use crate::config::PaymentsConfig;
 use crate::model::Clock;
@@ -59,6 +60,7 @@ async fn run(
 ) {
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
+    let mut stage = Stage::new(courier_kit::db::is_sqlite(&pool));
     while let Some(first) = queue.recv().await {
         batch.push(first);
         while batch.len() < max_batch {
@@ -74,7 +76,7 @@ async fn run(
             continue;
         }
         let started = std::time::Instant::now();
-        match commit(&pool, &config, &clock, &batch).await {
+        match commit(&pool, &mut stage, &config, &clock, &batch).await {
             Ok((answers, last_sequence, decided)) => {
                 super::metrics::committed(batch.len(), started.elapsed(), &decided);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -98,13 +100,14 @@ type Answers = Vec<Result<Done, LedgerError>>;
 
 async fn commit(
     pool: &AnyPool,
+    stage: &mut Stage,
     config: &PaymentsConfig,
     clock: &Clock,
     batch: &[Job],
 ) -> Result<(Answers, i64, Vec<Decided>), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut transaction = conn.begin().await?;
-    let mut tx = Tx::begin(&mut transaction, config, clock.now_us()).await?;
+    let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await?;
     tx.prefetch(batch.iter().map(|job| &job.op)).await?;
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
