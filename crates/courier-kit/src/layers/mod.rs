@@ -1,4 +1,4 @@
-//! The tower layers every courier server runs, outermost first: [`access_log`], [`rpc_metrics`], [`faults`] (off unless
+//! The tower layers every courier server runs, outermost first: [`trace`], [`access_log`], [`rpc_metrics`], [`faults`] (off unless
 //! configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
@@ -11,6 +11,7 @@ pub mod faults;
 pub mod observed_body;
 pub mod recv_limit;
 pub mod rpc_metrics;
+pub mod trace;
 
 pub use access_log::AccessLogLayer;
 pub use concurrency::{ConcurrencyLimitLayer, OverloadOptions};
@@ -18,3 +19,4 @@ pub use deadline::{DeadlineLayer, DeadlineOptions};
 pub use faults::{FaultLayer, FaultOptions};
 pub use recv_limit::RecvLimitLayer;
 pub use rpc_metrics::RpcMetricsLayer;
+pub use trace::TraceLayer;

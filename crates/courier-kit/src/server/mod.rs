@@ -21,7 +21,7 @@ use tower::Service;
 
 use crate::admin::Readiness;
 use crate::layers::{
-    AccessLogLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer,
+    AccessLogLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer, TraceLayer,
 };
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
@@ -127,6 +127,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .tcp_nodelay(true)
+        .layer(TraceLayer)
         .layer(AccessLogLayer)
         .layer(RpcMetricsLayer)
         .layer(FaultLayer::new(&options.faults))

@@ -1,0 +1,73 @@
+//! The OpenTelemetry tracer provider behind every span's ids, and OTLP/gRPC export when an endpoint is set.
+//!
+//! Export never holds up a call: a span that ends goes into the SDK's batch span processor, a bounded queue
+//! (2048 spans by default) drained by its own thread, which sends batches (512 spans, every 5 s by default;
+//! `OTEL_BSP_*` environment variables tune them). When the queue is full a span is dropped and counted (the SDK
+//! warns at the first drop and reports the total at shutdown). An unreachable collector makes each batch export
+//! fail with a log line; calls go on as before.
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+
+/// How long one export may take before the batch is given up.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for the last batch.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The exporter could not be set up (a bad endpoint URL).
+#[derive(Debug, thiserror::Error)]
+#[error("OTLP exporter: {0}")]
+pub struct ExportError(#[from] opentelemetry_otlp::ExporterBuildError);
+
+/// The process's tracer provider; flushes and stops the exporter when dropped.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+    exporting: bool,
+}
+
+impl Telemetry {
+    /// A provider for the service `service_name` (the OTLP resource's `service.name`), exporting to
+    /// `otlp_endpoint` (e.g. `http://127.0.0.1:4317`) when given. With an endpoint, must run inside a Tokio
+    /// runtime (the gRPC channel's tasks live there).
+    pub fn new(service_name: &str, otlp_endpoint: Option<&str>) -> Result<Self, ExportError> {
+        let mut builder = SdkTracerProvider::builder()
+            .with_resource(Resource::builder_empty().with_service_name(service_name.to_owned()).build());
+        if let Some(endpoint) = otlp_endpoint {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(EXPORT_TIMEOUT)
+                .build()?;
+            builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+        }
+        Ok(Self { provider: builder.build(), exporting: otlp_endpoint.is_some() })
+    }
+
+    /// The tracer the `tracing-opentelemetry` layer builds spans with.
+    pub fn tracer(&self) -> SdkTracer {
+        self.provider.tracer("courier")
+    }
+
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+}
+
+impl Drop for Telemetry {
+    /// Exports what is queued and stops the exporter (blocks up to a few seconds when the collector is slow).
+    fn drop(&mut self) {
+        if self.exporting {
+            if let Err(error) = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT) {
+                tracing::warn!(%error, "trace export: the last spans may be lost");
+            }
+        }
+    }
+}
