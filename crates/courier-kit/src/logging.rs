@@ -27,7 +27,11 @@ pub enum LogFormat {
 /// Installs the global subscriber writing to stderr (stdout stays free for command output). `filter` uses
 /// `RUST_LOG` syntax, e.g. `info` or `courier_users=debug,info`. Spans get their ids from `telemetry`, which
 /// also exports them when it has an endpoint. Calling it twice is harmless: the first one wins.
-pub fn init(format: LogFormat, filter: &str, telemetry: &Telemetry) -> Result<(), tracing_subscriber::filter::ParseError> {
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    telemetry: &Telemetry,
+) -> Result<(), tracing_subscriber::filter::ParseError> {
     // Call spans are always on, whatever the filter: without them no ids are assigned or propagated. They are
     // spans only (no events use the target), so this shows nothing more in the log.
     let spans: Directive = format!("{SPAN_TARGET}=info").parse()?;

@@ -58,7 +58,6 @@ impl Telemetry {
     pub fn exporting(&self) -> bool {
         self.exporting
     }
-
 }
 
 impl Drop for Telemetry {

@@ -25,7 +25,8 @@ pub fn parse(value: &[u8]) -> Option<SpanContext> {
     let span_id = SpanId::from(u64::from_str_radix(lower_hex(span_id, 16)?, 16).ok()?);
     let flags = u8::from_str_radix(lower_hex(flags, 2)?, 16).ok()?;
     // All-zero ids are invalid; flags other than `sampled` are unknown to version 00 and dropped.
-    let parent = SpanContext::new(trace_id, span_id, TraceFlags::new(flags) & TraceFlags::SAMPLED, true, TraceState::NONE);
+    let parent =
+        SpanContext::new(trace_id, span_id, TraceFlags::new(flags) & TraceFlags::SAMPLED, true, TraceState::NONE);
     parent.is_valid().then_some(parent)
 }
 
