@@ -250,7 +250,7 @@ async fn calls_succeed_while_the_otlp_collector_is_down() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let endpoint = format!("http://{closed}");
     let env = [("OTEL_BSP_SCHEDULE_DELAY", "50")];
-    let stack = stack(&["--otlp-endpoint", &endpoint], &env);
+    let stack = stack(&["--otlp-endpoint", &endpoint, "--admin-listen", "127.0.0.1:0"], &env);
     for _ in 0..3 {
         assert_eq!(authorize_traced(&stack, None).await.response_code, "00");
     }
@@ -259,4 +259,23 @@ async fn calls_succeed_while_the_otlp_collector_is_down() {
         line.contains("BatchSpanProcessor.ExportError") && line.contains("Connection refused")
     });
     assert_eq!(authorize_traced(&stack, None).await.response_code, "00");
+    // The lost spans are counted (the counter moves before the SDK logs the failure).
+    let metrics = scrape(stack.payments.admin.as_deref().expect("admin port")).await;
+    let failed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("courier_trace_spans_total{outcome=\"failed\"} "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(failed.is_some_and(|failed| failed >= 1.0), "{metrics}");
+}
+
+/// The admin port's `/metrics` text.
+async fn scrape(admin: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.expect("connect to the admin port");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
 }

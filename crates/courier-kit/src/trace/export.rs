@@ -1,17 +1,23 @@
 //! The OpenTelemetry tracer provider behind every span's ids, and OTLP/gRPC export when an endpoint is set.
 //!
 //! Export never holds up a call: a span that ends goes into the SDK's batch span processor, a bounded queue
-//! (2048 spans by default) drained by its own thread, which sends batches (512 spans, every 5 s by default;
-//! `OTEL_BSP_*` environment variables tune them). When the queue is full a span is dropped and counted (the SDK
-//! warns at the first drop and reports the total at shutdown). An unreachable collector makes each batch export
-//! fail with a log line; calls go on as before.
+//! (2048 spans) drained by its own thread, which sends batches (512 spans, every 5 s by default;
+//! `OTEL_BSP_SCHEDULE_DELAY` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` tune them). When the queue is full a span is
+//! dropped. `courier_trace_spans_total{outcome}` counts spans exported, failed and dropped ([`super::counted`]).
+//! An unreachable collector makes each batch export fail with a log line; calls go on as before.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
+
+use super::counted::{Admission, CountedExporter};
+
+/// Spans waiting for export at most; more are dropped (and counted) rather than held in memory.
+const QUEUE_CAPACITY: usize = 2048;
 
 /// How long one export may take before the batch is given up.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,7 +50,12 @@ impl Telemetry {
                 .with_endpoint(endpoint)
                 .with_timeout(EXPORT_TIMEOUT)
                 .build()?;
-            builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build());
+            let queued = Arc::default();
+            let exporter = CountedExporter::new(exporter, Arc::clone(&queued));
+            // The other batch settings (delay, batch size) come from the `OTEL_BSP_*` environment variables.
+            let config = BatchConfigBuilder::default().with_max_queue_size(QUEUE_CAPACITY).build();
+            let batch = BatchSpanProcessor::builder(exporter).with_batch_config(config).build();
+            builder = builder.with_span_processor(Admission::new(batch, queued, QUEUE_CAPACITY));
         }
         Ok(Self { provider: builder.build(), exporting: otlp_endpoint.is_some() })
     }

@@ -17,6 +17,7 @@
 pub mod json;
 pub mod traceparent;
 
+mod counted;
 mod export;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
