@@ -118,6 +118,7 @@ async fn a_clients_trace_id_is_in_the_log_lines_of_all_three_services() {
         assert_ne!(span_of(upstream), payments_span, "{upstream}");
     }
     assert_ne!(span_of(&get_user), span_of(&score));
+    eprintln!("the access log lines of the trace:\n{authorize}\n{get_user}\n{score}");
 
     // Every line payments wrote inside the call carries the trace, not only the access log line.
     let inside: Vec<Value> = logs(&stack.payments)
