@@ -280,3 +280,19 @@ async fn scrape(admin: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+#[test]
+fn an_unusable_otlp_endpoint_stops_the_process_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for endpoint in ["127.0.0.1:4317", "ftp://127.0.0.1:4317", "http://", "not a url"] {
+        let output = std::process::Command::new(BIN)
+            .args(["serve", "users", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+            .args(["--otlp-endpoint", endpoint])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{endpoint}: {stderr}");
+        assert!(stderr.contains("invalid configuration key `otlp_endpoint`"), "{endpoint}: {stderr}");
+        assert!(String::from_utf8_lossy(&output.stdout).is_empty(), "{endpoint}: nothing was served");
+    }
+}

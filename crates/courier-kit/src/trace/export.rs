@@ -25,10 +25,16 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the last batch.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The exporter could not be set up (a bad endpoint URL).
+/// The exporter could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("OTLP exporter: {0}")]
-pub struct ExportError(#[from] opentelemetry_otlp::ExporterBuildError);
+pub enum ExportError {
+    /// The endpoint is not an `http://` or `https://` URL with a host.
+    #[error("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:4317")]
+    Endpoint,
+    /// The SDK refused the exporter's settings.
+    #[error(transparent)]
+    Build(#[from] opentelemetry_otlp::ExporterBuildError),
+}
 
 /// The process's tracer provider; flushes and stops the exporter when dropped.
 #[derive(Debug)]
@@ -45,6 +51,11 @@ impl Telemetry {
         let mut builder = SdkTracerProvider::builder()
             .with_resource(Resource::builder_empty().with_service_name(service_name.to_owned()).build());
         if let Some(endpoint) = otlp_endpoint {
+            // The exporter connects lazily: a URL it cannot use would only show as failed exports later.
+            let uri: http::Uri = endpoint.parse().map_err(|_| ExportError::Endpoint)?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(ExportError::Endpoint);
+            }
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
