@@ -14,6 +14,7 @@
 //! - [`clock`]: the system clock, or a manual one tests move.
 //! - [`time`]: microseconds in stores, `google.protobuf.Timestamp` on the wire.
 //! - [`logging`]: `tracing` set-up, human or JSON.
+//! - [`trace`]: a span per RPC continuing the caller's W3C trace, trace ids in log lines, optional OTLP export.
 //! - [`tls`]: the `[tls]` table (server certificates, mutual TLS, outbound trust), the loopback rule for
 //!   plaintext, and development certificates.
 //! - [`auth`]: bearer JWTs and mTLS service identities, per-method scopes (`[auth]`).
@@ -36,3 +37,4 @@ pub mod server;
 pub mod status;
 pub mod time;
 pub mod tls;
+pub mod trace;

@@ -9,5 +9,6 @@ pub mod server;
 pub use backend::Backend;
 pub use server::{TestOptions, TestServer};
 
+pub mod logs;
 pub mod payments;
 pub mod process;

@@ -7,6 +7,8 @@ use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use courier_proto::users::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;
 
+use crate::logs::LogLines;
+
 /// A running `courier` server process; killed (SIGKILL) on drop.
 pub struct CourierProcess {
     child: Child,
@@ -14,6 +16,8 @@ pub struct CourierProcess {
     /// The admin port (`/metrics`, `/healthz`, `/readyz`), when the process serves one.
     pub admin: Option<String>,
     pub channel: Channel,
+    /// The process's log lines, when started with [`CourierProcess::start_logged`].
+    pub logs: Option<LogLines>,
 }
 
 impl CourierProcess {
@@ -25,14 +29,18 @@ impl CourierProcess {
 
     /// [`CourierProcess::start`] with extra environment variables (e.g. `COURIER_PAYMENTS__...` settings).
     pub fn start_with_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(bin)
-            .args(args)
-            .envs(env.iter().copied())
-            .args(["--log", "warn"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start courier");
+        Self::spawn(Command::new(bin).args(args).envs(env.iter().copied()).args(["--log", "warn"]), Stdio::inherit())
+    }
+
+    /// [`CourierProcess::start_with_env`] logging at `log` (a filter, e.g. `info`) into [`CourierProcess::logs`]
+    /// instead of the test's stderr.
+    pub fn start_logged(bin: &str, args: &[&str], env: &[(&str, &str)], log: &str) -> Self {
+        Self::spawn(Command::new(bin).args(args).envs(env.iter().copied()).args(["--log", log]), Stdio::piped())
+    }
+
+    fn spawn(command: &mut Command, stderr: Stdio) -> Self {
+        let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("start courier");
+        let logs = child.stderr.take().map(LogLines::capture);
         let stdout = child.stdout.take().expect("stdout");
         // Until the process is ours, a panic must not leave it running (it would hold the test's output open).
         let mut unowned = KillOnDrop(Some(child));
@@ -49,7 +57,7 @@ impl CourierProcess {
         std::thread::spawn(move || lines.for_each(drop));
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
         let child = unowned.0.take().expect("child");
-        Self { child, addr, admin, channel }
+        Self { child, addr, admin, channel, logs }
     }
 
     pub fn payments(&self) -> PaymentServiceClient<Channel> {

@@ -58,6 +58,9 @@ pub struct ServeConfig {
     pub service_token_file: Option<PathBuf>,
     /// Serve without `[auth]` on a non-loopback address anyway (something in front authenticates). Default false.
     pub no_auth: bool,
+    /// OTLP/gRPC collector to export trace spans to, e.g. `http://127.0.0.1:4317`; empty means no export (ids are
+    /// still assigned, logged and propagated).
+    pub otlp_endpoint: String,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +83,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             service_token_file: None,
             no_auth: false,
+            otlp_endpoint: String::new(),
         }
     }
 }
@@ -117,6 +121,11 @@ impl ServeConfig {
                 )
             }),
         }
+    }
+
+    /// The OTLP collector spans go to, if any.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        Some(self.otlp_endpoint.trim()).filter(|endpoint| !endpoint.is_empty())
     }
 
     /// The database URL, derived from the data dir when none was given.
@@ -168,6 +177,10 @@ pub struct ServeFlags {
     #[arg(long, value_name = "FILTER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// Export trace spans over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317 [default: no export].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
     /// Serve plaintext on a non-loopback address (without it, such an address needs `[tls] cert` and `key`).
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -31,6 +31,8 @@
 //! 4. **Retries** ([`retry`]) per gRFC A6, for methods marked idempotent: exponential backoff with full jitter,
 //!    server pushback (`grpc-retry-pushback-ms`), the upstream's retry throttle, `grpc-previous-rpc-attempts` on
 //!    each retry, never past the deadline, and only while the call is not committed (a trailers-only answer).
+//! 5. **Trace context**: every attempt carries W3C `traceparent` naming the span of the call being served
+//!    ([`crate::trace`]), so the upstream's span joins the caller's trace.
 //!
 //! A transport failure (no connection, reset) counts as UNAVAILABLE: it is retried like one, for idempotent
 //! methods only, since the client cannot always tell whether the request reached the server (A6's transparent
@@ -141,9 +143,14 @@ impl Service<Request<Body>> for ResilientChannel {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         // Read here, in the caller's task: the future may be polled anywhere.
         let inbound = crate::deadline::current();
+        // The upstream's span is a child of the call being served; every attempt copies this header.
+        let caller = crate::trace::span_context(&tracing::Span::current());
+        if let Some(value) = crate::trace::traceparent::format(&caller) {
+            request.headers_mut().insert(crate::trace::traceparent::HEADER, value);
+        }
         Box::pin(call::run(self.upstream.clone(), self.dispatch.clone(), request, inbound))
     }
 }

@@ -44,7 +44,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // The path is `/package.Service/Method`; `http::uri::PathAndQuery` is shared, so cloning it is cheap.
-        let record = CallRecord { method: request.uri().clone(), started: Instant::now(), code: None };
+        // The call's span (the trace layer runs outside this one): the line is written when the body is dropped,
+        // outside any span, and must still carry the call's trace id.
+        let span = tracing::Span::current();
+        let record = CallRecord { method: request.uri().clone(), started: Instant::now(), code: None, span };
         ResponseFuture { inner: self.inner.call(request), record: Some(record) }
     }
 }
@@ -87,6 +90,7 @@ pub struct CallRecord {
     method: http::Uri,
     started: Instant,
     code: Option<Code>,
+    span: tracing::Span,
 }
 
 impl BodyObserver for CallRecord {
@@ -104,6 +108,7 @@ impl Drop for CallRecord {
         let latency_us = self.started.elapsed().as_micros() as u64;
         let method = self.method.path();
         let code_name = crate::status::code_name(code);
+        let _entered = self.span.enter();
         if matches!(code, Code::Internal | Code::Unknown | Code::DataLoss) {
             tracing::warn!(target: "courier::rpc", method, code = code_name, latency_us, "rpc");
         } else {

@@ -1,5 +1,6 @@
-//! The tower layers every courier server runs, outermost first: [`access_log`], [`rpc_metrics`], [`faults`] (off unless
-//! configured), [`auth`] (off unless `[auth]` is configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
+//! The tower layers every courier server runs, outermost first: [`trace`], [`access_log`], [`rpc_metrics`],
+//! [`faults`] (off unless configured), [`auth`] (off unless `[auth]` is configured), [`deadline`], [`concurrency`]
+//! (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
 //! (health and reflection included) and need no per-handler code.
@@ -12,6 +13,7 @@ pub mod faults;
 pub mod observed_body;
 pub mod recv_limit;
 pub mod rpc_metrics;
+pub mod trace;
 
 pub use access_log::AccessLogLayer;
 pub use auth::AuthLayer;
@@ -20,3 +22,4 @@ pub use deadline::{DeadlineLayer, DeadlineOptions};
 pub use faults::{FaultLayer, FaultOptions};
 pub use recv_limit::RecvLimitLayer;
 pub use rpc_metrics::RpcMetricsLayer;
+pub use trace::TraceLayer;

@@ -24,6 +24,7 @@ use crate::admin::Readiness;
 use crate::auth::{Authenticator, MethodScopes};
 use crate::layers::{
     AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer,
+    TraceLayer,
 };
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
@@ -153,6 +154,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .tcp_nodelay(true)
+        .layer(TraceLayer)
         .layer(AccessLogLayer)
         .layer(RpcMetricsLayer)
         .layer(auth_layer)

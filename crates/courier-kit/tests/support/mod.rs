@@ -82,6 +82,8 @@ pub struct Seen {
     pub path: String,
     pub timeout: Option<Duration>,
     pub previous_attempts: Option<u32>,
+    /// The W3C `traceparent` header, as sent.
+    pub traceparent: Option<String>,
     pub at: Instant,
 }
 
@@ -176,6 +178,7 @@ impl tower::Service<http::Request<Body>> for Echo {
                 .get("grpc-timeout")
                 .and_then(|v| courier_kit::deadline::grpc_timeout::parse(v.as_bytes()).ok()),
             previous_attempts: headers.get("grpc-previous-rpc-attempts").map(|v| v.to_str().unwrap().parse().unwrap()),
+            traceparent: headers.get("traceparent").map(|v| v.to_str().unwrap().to_owned()),
             at: Instant::now(),
         };
         self.0.seen.lock().unwrap().push(seen.clone());

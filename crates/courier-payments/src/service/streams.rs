@@ -7,6 +7,7 @@ use courier_proto::payments::v1 as pb;
 use futures::{future, StreamExt};
 use prost::Message;
 use tonic::{Status, Streaming};
+use tracing::Instrument;
 
 use super::{to_status, PaymentsApi, Stream_};
 use crate::ledger::{AuthorizationFilter, Ledger};
@@ -109,6 +110,8 @@ pub(super) fn authorize_stream(
                     }),
                 })
             };
+            // The call's span too, so the task's log lines and upstream calls carry its trace.
+            let work = work.instrument(tracing::Span::current());
             let task = match courier_kit::deadline::current() {
                 Some(deadline) => tokio::spawn(courier_kit::deadline::scope(deadline, work)),
                 None => tokio::spawn(work),

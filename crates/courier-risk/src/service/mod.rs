@@ -108,8 +108,9 @@ impl pb::risk_service_server::RiskService for RiskApi {
         _request: Request<pb::ReloadRulesRequest>,
     ) -> Result<Response<pb::ReloadRulesResponse>, Status> {
         // Reading a file blocks; the blocking pool keeps the async workers (and Score) free meanwhile.
-        let engine = self.engine.clone();
-        let outcome = tokio::task::spawn_blocking(move || engine.reload())
+        // The call's span goes along, so the reload's log lines carry the call's trace id.
+        let (engine, span) = (self.engine.clone(), tracing::Span::current());
+        let outcome = tokio::task::spawn_blocking(move || span.in_scope(|| engine.reload()))
             .await
             .map_err(|e| status::internal("reloading the rules", &e))?;
         let snapshot = outcome.map_err(|e| reload_failure(&self.engine, e))?;

@@ -67,7 +67,10 @@ async fn run(
     admin: Option<SocketAddr>,
     mut notes: Vec<String>,
 ) -> anyhow::Result<()> {
-    courier_kit::logging::init(config.log_format, &config.log)
+    // Kept to the end: dropping it exports the spans still queued.
+    let telemetry = courier_kit::trace::Telemetry::new(&telemetry_name(services), config.otlp_endpoint())
+        .with_context(|| format!("invalid configuration key `otlp_endpoint`: {:?}", config.otlp_endpoint))?;
+    courier_kit::logging::init(config.log_format, &config.log, &telemetry)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
     // Rules are read before anything binds: a bad rules file stops the process naming the problem, like a bad
@@ -179,7 +182,17 @@ async fn run(
     };
     let options = server::ServerOptions { tls: transport.server, ..config.server.clone() };
     server::serve(listener, set, &options, shutdown).await?;
+    // Flushing the last spans blocks for up to a few seconds when the collector is slow: off the runtime's workers.
+    tokio::task::spawn_blocking(move || drop(telemetry)).await?;
     Ok(())
+}
+
+/// The `service.name` of exported spans: `courier` for `up`, `courier-<service>` for `serve <service>`.
+fn telemetry_name(services: &[ServiceName]) -> String {
+    match services {
+        [one] => format!("courier-{}", one.to_possible_value().expect("named").get_name()),
+        _ => "courier".to_owned(),
+    }
 }
 
 /// A comma-separated list of replica URLs, or `None` when empty.

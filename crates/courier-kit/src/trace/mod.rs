@@ -1,0 +1,78 @@
+//! Distributed tracing: a span per RPC, W3C `traceparent` in and out, trace ids in every log line, and optional
+//! OTLP export.
+//!
+//! - The server layer [`crate::layers::trace`] opens a span per call (target [`SPAN_TARGET`]) that continues the
+//!   caller's trace from its `traceparent` header ([`traceparent`]) or starts a new one. The handler, the access
+//!   log line and the response body all run inside it, so every log line of the call carries `trace_id` and
+//!   `span_id` (as span fields in the human format, as top-level keys in JSON: [`json`]).
+//! - The resilient client ([`crate::client`]) sends `traceparent` naming the span of the call being served, on
+//!   every attempt: the upstream's span is a child of it, in the same trace.
+//! - Ids come from the OpenTelemetry SDK through `tracing-opentelemetry`, which is always installed: without an
+//!   exporter the spans are built (for their ids) and dropped when they end. With `--otlp-endpoint` they are
+//!   batched and exported over OTLP/gRPC ([`Telemetry`]) off the calls' path.
+//!
+//! Work a handler moves to another task keeps the call's span with `tracing::Instrument`:
+//! `tokio::spawn(work.instrument(tracing::Span::current()))`.
+
+pub mod json;
+pub mod traceparent;
+
+mod counted;
+mod export;
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Registry;
+
+pub use export::{ExportError, Telemetry};
+
+/// The `tracing` target of the per-call spans. Logging always enables it, whatever the log filter, so that ids
+/// are assigned and propagated even when nothing is logged.
+pub const SPAN_TARGET: &str = "courier::trace";
+
+/// The ids of a call's span, kept in its `tracing` extensions for the JSON log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIds {
+    /// The trace the call belongs to (the caller's, or a new one).
+    pub trace_id: TraceId,
+    /// This call's own span.
+    pub span_id: SpanId,
+}
+
+/// The OpenTelemetry context of `span`: its trace and span ids, invalid when tracing is not installed.
+pub fn span_context(span: &Span) -> SpanContext {
+    span.context().span().span_context().clone()
+}
+
+/// Opens the span of one incoming call to `path` (`/package.Service/Method`), the child of `parent` when the
+/// caller sent one, and records its ids on it.
+pub(crate) fn rpc_span(path: &str, parent: Option<SpanContext>) -> Span {
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        "rpc",
+        otel.name = path.trim_start_matches('/'),
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+    );
+    if let Some(parent) = &parent {
+        // Fails only without the OpenTelemetry layer (tests that install no subscriber): then there are no ids.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
+        span.record("parent_span_id", tracing::field::display(parent.span_id()));
+    }
+    let own = span_context(&span);
+    if own.is_valid() {
+        let ids = TraceIds { trace_id: own.trace_id(), span_id: own.span_id() };
+        span.record("trace_id", tracing::field::display(ids.trace_id));
+        span.record("span_id", tracing::field::display(ids.span_id));
+        span.with_subscriber(|(id, dispatch)| {
+            if let Some(data) = dispatch.downcast_ref::<Registry>().and_then(|registry| registry.span(id)) {
+                data.extensions_mut().insert(ids);
+            }
+        });
+    }
+    span
+}
