@@ -182,7 +182,11 @@ async fn caller(
         if due >= end {
             return result;
         }
-        tokio::time::sleep_until(due).await;
+        // tokio's timer has millisecond ticks: even a sleep until "now" can cost a millisecond, so a call already
+        // due (every closed-loop call, a late open-loop one) goes at once.
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
         match prepared.call(&channel, n).await {
             Ok(()) => result.answered(due, measure_from),
             Err(status) => result.failed(status.code(), due, measure_from),

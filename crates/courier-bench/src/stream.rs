@@ -83,7 +83,11 @@ impl OneStream {
                     if due >= end {
                         break;
                     }
-                    tokio::time::sleep_until(due).await;
+                    // tokio's timer has millisecond ticks: even a sleep until "now" can cost a millisecond, so a
+                    // message already due (every closed-loop one) goes at once.
+                    if due > Instant::now() {
+                        tokio::time::sleep_until(due).await;
+                    }
                     pending.lock().expect("pending lock").insert(n, due);
                     let message = payments::AuthorizeStreamRequest {
                         correlation_id: n.to_string(),
