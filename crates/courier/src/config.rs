@@ -65,7 +65,7 @@ impl Default for ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: None,
-            data_dir: PathBuf::from("courier-data"),
+            data_dir: PathBuf::from(crate::cmd::auth::DEFAULT_DATA_DIR),
             database_url: String::new(),
             database_max_connections: 16,
             log_format: LogFormat::Human,

@@ -17,9 +17,8 @@ use crate::config::{ServeConfig, ServeFlags};
 pub struct UpArgs {
     #[command(flatten)]
     flags: ServeFlags,
-    /// Turn authentication on with a development secret kept in the data dir, and write a token with every
-    /// scope to DATA_DIR/token (the CLI reads ./courier-data/token).
-    #[arg(long)]
+    /// Accepted for older scripts: development auth is what `up` does by default now (see --no-auth).
+    #[arg(long, hide = true)]
     dev_auth: bool,
 }
 
@@ -47,15 +46,18 @@ enum ServiceName {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut config = args.flags.load()?;
     let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
-    let notes = if args.dev_auth { super::auth::dev_auth(&mut config)? } else { Vec::new() };
-    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin, notes).await
+    let _ = args.dev_auth;
+    // Without `[auth]`, development auth (a token in the data dir) unless the operator opted out.
+    let dev = if config.auth.is_enabled() || config.no_auth { None } else { Some(super::auth::dev_auth(&mut config)?) };
+    super::auth::check_up_without_auth(&config)?;
+    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin, dev).await
 }
 
 /// Runs one service.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.flags.load()?;
     let admin = config.admin_addr(None)?;
-    run(&config, &[args.service], admin, Vec::new()).await
+    run(&config, &[args.service], admin, None).await
 }
 
 /// Where `courier up` serves /metrics, /healthz and /readyz unless told otherwise.
@@ -65,8 +67,12 @@ async fn run(
     config: &ServeConfig,
     services: &[ServiceName],
     admin: Option<SocketAddr>,
-    mut notes: Vec<String>,
+    dev: Option<super::auth::DevAuth>,
 ) -> anyhow::Result<()> {
+    let (mut notes, cli_flags) = match dev {
+        Some(dev) => (dev.lines, dev.cli_flags),
+        None => (Vec::new(), String::new()),
+    };
     courier_kit::logging::init(config.log_format, &config.log)
         .with_context(|| format!("invalid configuration key `log`: {:?}", config.log))?;
 
@@ -160,7 +166,10 @@ async fn run(
     lines.extend([
         format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
         format!("courier: store {}", redact_url(&database_url)),
-        format!("courier: try `courier users create --name Ada --email ada@example.com {}`", transport.cli_hint(addr)),
+        format!(
+            "courier: try `courier users create --name Ada --email ada@example.com {}{cli_flags}`",
+            transport.cli_hint(addr)
+        ),
     ]);
     lines.push(transport.describe(addr));
     lines.push(super::auth::describe(&config.auth));
