@@ -7,13 +7,18 @@ use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use courier_proto::users::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;
 
+use crate::bearer::{AuthChannel, Bearer};
+
 /// A running `courier` server process; killed (SIGKILL) on drop.
 pub struct CourierProcess {
     child: Child,
     pub addr: String,
     /// The admin port (`/metrics`, `/healthz`, `/readyz`), when the process serves one.
     pub admin: Option<String>,
-    pub channel: Channel,
+    /// Carries the development token `courier up` wrote to its `--data-dir`, when there is one.
+    pub channel: AuthChannel,
+    /// Its data dir (`--data-dir`, else the default).
+    pub data_dir: std::path::PathBuf,
 }
 
 impl CourierProcess {
@@ -48,15 +53,18 @@ impl CourierProcess {
         // Keep draining stdout so the child never writes into a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        // Written before the address is printed, so it is there now.
+        let data_dir = crate::bearer::data_dir_arg(args);
+        let bearer = Bearer::from_data_dir(&data_dir);
         let child = unowned.0.take().expect("child");
-        Self { child, addr, admin, channel }
+        Self { child, addr, admin, channel: bearer.channel(channel), data_dir }
     }
 
-    pub fn payments(&self) -> PaymentServiceClient<Channel> {
+    pub fn payments(&self) -> PaymentServiceClient<AuthChannel> {
         PaymentServiceClient::new(self.channel.clone())
     }
 
-    pub fn users(&self) -> UserServiceClient<Channel> {
+    pub fn users(&self) -> UserServiceClient<AuthChannel> {
         UserServiceClient::new(self.channel.clone())
     }
 
@@ -113,6 +121,12 @@ pub async fn funded_account(users: &CourierProcess, payments: &CourierProcess, f
     let mut client = payments.payments();
     let open = pb::OpenAccountRequest { owner_user_id: user.id, currency: "USD".into(), credit_limit: 0 };
     let account = client.open_account(open).await.expect("open").into_inner().account.expect("account");
-    crate::payments::credit(&mut client, &account.id, funds).await;
+    let credit = pb::CreditAccountRequest {
+        account_id: account.id.clone(),
+        amount: funds,
+        currency: "USD".into(),
+        idempotency_key: crate::payments::key(),
+    };
+    client.credit_account(credit).await.expect("credit");
     account.id
 }
