@@ -44,7 +44,7 @@ enum ServiceName {
 
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut config = args.flags.load()?;
+    let mut config = args.flags.load_with_reflection(true)?;
     let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
     let _ = args.dev_auth;
     // Without `[auth]`, development auth (a token in the data dir) unless the operator opted out.
@@ -55,7 +55,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 /// Runs one service.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.flags.load()?;
+    let config = args.flags.load_with_reflection(false)?;
     let admin = config.admin_addr(None)?;
     run(&config, &[args.service], admin, None).await
 }
