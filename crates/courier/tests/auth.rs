@@ -517,8 +517,14 @@ async fn a_merchant_never_sees_nor_moves_another_merchants_authorizations() {
     let read = pb::GetAccountRequest { account_id: account.id.clone() };
     let after = payments().get_account(with_token(read, &operator)).await.unwrap().into_inner().account.unwrap();
     assert_eq!((after.posted_balance, after.held_amount, after.available_amount), (10_000, 1_000, 9_000));
-    // The refusals and the money-moving calls are in the audit log.
-    setup.server.wait_for_log(&["audit", "Authorize", "merchant_a", "allowed"]);
+    // The refusals and the money-moving calls are in the audit log; an admitted call's line carries the status
+    // the handler answered, written when the call ended.
+    let held = setup.server.wait_for_log(&["audit", "PaymentService/Authorize", "merchant_a", "allowed"]);
+    assert!(held.contains("code=Ok"), "{held}");
+    let other_merchant = setup.server.wait_for_log(&["audit", "PaymentService/Capture", "merchant_b", "allowed"]);
+    assert!(other_merchant.contains("code=NotFound"), "{other_merchant}");
+    let named_a = setup.server.wait_for_log(&["audit", "PaymentService/Authorize", "merchant_b", "allowed"]);
+    assert!(named_a.contains("code=PermissionDenied"), "{named_a}");
     drop(setup.server);
     let data = setup.dir.path().join("data");
     courier_tests::process::ledger_check(BIN, &["--data-dir", data.to_str().unwrap()]);
