@@ -18,8 +18,8 @@ pub struct UpArgs {
     #[command(flatten)]
     flags: ServeFlags,
     /// Accepted for older scripts: development auth is what `up` does by default now (see --no-auth).
-    #[arg(long, hide = true)]
-    dev_auth: bool,
+    #[arg(long = "dev-auth", hide = true)]
+    _dev_auth: bool,
 }
 
 /// `courier serve`.
@@ -46,7 +46,6 @@ enum ServiceName {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut config = args.flags.load_with_reflection(true)?;
     let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
-    let _ = args.dev_auth;
     // Without `[auth]`, development auth (a token in the data dir) unless the operator opted out.
     let dev = if config.auth.is_enabled() || config.no_auth { None } else { Some(super::auth::dev_auth(&mut config)?) };
     super::auth::check_up_without_auth(&config)?;
