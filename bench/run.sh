@@ -3,7 +3,8 @@
 #   1. the transport ceiling: a bare tonic server answering from memory (crates/courier-bench/src/bin/ceiling.rs),
 #   2. a Python grpcio implementation of the same contract (bench/python: ThreadPoolExecutor, sqlite3, a separate
 #      Python risk service called over gRPC per Authorize),
-#   3. courier itself, full stack: `courier up` (release) on SQLite in a temp dir, risk on, without velocity rules.
+#   3. courier itself, full stack: `courier up` (release) on SQLite in a temp dir, risk on, without velocity rules,
+#      development auth on (every call carries a bearer JWT that courier verifies).
 # Then, for courier alone: p99 at half its maximum throughput (open loop), AuthorizeStream on one stream, and
 # resident memory with many idle client connections held open. Prints one markdown table plus machine facts.
 #
@@ -133,7 +134,8 @@ bench() { # bench NAME URL ARGS...: one `courier bench` run, JSON report to $out
   local name="$1" url="$2"
   shift 2
   log "bench $name: $*"
-  "$courier" bench --server "$url" --duration "$duration" --warmup "$warmup" --connections "$connections" \
+  # A data dir with no token: the baselines check none, so only courier's runs (--data-dir) send one.
+  COURIER_DATA_DIR="$work/no-token" "$courier" bench --server "$url" --duration "$duration" --warmup "$warmup" --connections "$connections" \
     --json "$@" >"$out/$name.json"
 }
 load=(--scenario authorize --accounts "$accounts" --concurrency "$concurrency")
@@ -168,15 +170,19 @@ start courier env COURIER_RISK__RULES_FILE="$rules" "$courier" up --listen 127.0
 courier_pid="$started_pid"
 addr="$(wait_for_line "$work/courier.log" "courier: listening on " "$courier_pid")"
 url="http://$addr"
-bench courier "$url" "${load[@]}" --plot "$out/courier-authorize.svg"
+# `courier up` checks tokens (development auth): bench sends the one it wrote to its data dir, so every call of
+# the full stack includes token verification and the per-method scope check.
+auth=(--data-dir "$work/courier-data")
+bench courier "$url" "${load[@]}" "${auth[@]}" --plot "$out/courier-authorize.svg"
 half="$("$py" -c 'import json,sys; print(max(1, round(json.load(open(sys.argv[1]))["throughput"] / 2)))' "$out/courier.json")"
-bench courier-half "$url" "${load[@]}" --rate "$half"
-bench courier-stream "$url" --scenario authorize-stream --streams 1 --accounts "$accounts" --concurrency "$concurrency"
+bench courier-half "$url" "${load[@]}" "${auth[@]}" --rate "$half"
+bench courier-stream "$url" --scenario authorize-stream --streams 1 --accounts "$accounts" --concurrency "$concurrency" \
+  "${auth[@]}"
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 rss_before="$(rss "$courier_pid")"
 "$courier" bench --server "$url" --scenario idle-connections --connections "$idle" --duration 3s --json \
-  >"$out/courier-idle.json" 2>"$work/idle.log" &
+  "${auth[@]}" >"$out/courier-idle.json" 2>"$work/idle.log" &
 idle_pid=$!
 pids+=("$idle_pid")
 wait_for_line "$work/idle.log" "courier bench: holding " "$idle_pid" >/dev/null

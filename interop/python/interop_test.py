@@ -125,7 +125,7 @@ CAPTURED = payments_pb2.AUTHORIZATION_STATUS_CAPTURED
 CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
 
 # The server runs TLS (certificates from `courier dev certs`) and checks bearer
-# tokens (`courier up --dev-auth` writes one with every scope to its data dir).
+# tokens (`courier up` writes one with every scope to its data dir by default).
 # main() fills these in before any channel is opened.
 TLS = {"ca": b"", "token": ""}
 
@@ -339,7 +339,7 @@ class Server:
         # be checked) and no velocity rule (the stream checks send 50 at once).
         rules = data_dir / "risk-rules.toml"
         rules.write_text(RISK_RULES)
-        # TLS from `courier dev certs`; --dev-auth writes the token to data_dir.
+        # TLS from `courier dev certs`; `up` writes its development token to data_dir.
         certs = data_dir / "certs"
         subprocess.run(
             [binary, "dev", "certs", "--out", str(certs)],
@@ -356,7 +356,7 @@ class Server:
         self.token_path = data_dir / "token"
         self.argv = [
             binary, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--data-dir", str(data_dir), "--config", str(config), "--dev-auth",
+            "--data-dir", str(data_dir), "--config", str(config),
         ]
         self.proc = subprocess.Popen(
             self.argv,

@@ -60,15 +60,24 @@ where
     T: DeserializeOwned + Serialize + Default,
     F: Serialize,
 {
-    load_from(file, Env::prefixed(ENV_PREFIX), flags)
+    load_over(T::default(), file, flags)
 }
 
-fn load_from<T, F>(file: Option<&Path>, env: Env, flags: &F) -> Result<T, ConfigError>
+/// [`load`] over `defaults` instead of `T::default()`: for a default that depends on the command (reflection is
+/// on for `courier up` and off for `courier serve`), which the file, the environment and flags still override.
+pub fn load_over<T, F>(defaults: T, file: Option<&Path>, flags: &F) -> Result<T, ConfigError>
 where
-    T: DeserializeOwned + Serialize + Default,
+    T: DeserializeOwned + Serialize,
     F: Serialize,
 {
-    let defaults = T::default();
+    load_from(defaults, file, Env::prefixed(ENV_PREFIX), flags)
+}
+
+fn load_from<T, F>(defaults: T, file: Option<&Path>, env: Env, flags: &F) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize,
+    F: Serialize,
+{
     let known = known_keys(&defaults)?;
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(path) = file {

@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 pub mod backend;
+pub mod bearer;
 pub mod server;
 
 pub use backend::Backend;

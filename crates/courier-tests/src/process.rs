@@ -7,6 +7,7 @@ use courier_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use courier_proto::users::v1::user_service_client::UserServiceClient;
 use tonic::transport::Channel;
 
+use crate::bearer::{AuthChannel, Bearer};
 use crate::logs::LogLines;
 
 /// A running `courier` server process; killed (SIGKILL) on drop.
@@ -15,7 +16,10 @@ pub struct CourierProcess {
     pub addr: String,
     /// The admin port (`/metrics`, `/healthz`, `/readyz`), when the process serves one.
     pub admin: Option<String>,
-    pub channel: Channel,
+    /// Carries the development token `courier up` wrote to its `--data-dir`, when there is one.
+    pub channel: AuthChannel,
+    /// Its data dir (`--data-dir`, else the default).
+    pub data_dir: std::path::PathBuf,
     /// The process's log lines, when started with [`CourierProcess::start_logged`].
     pub logs: Option<LogLines>,
 }
@@ -29,16 +33,20 @@ impl CourierProcess {
 
     /// [`CourierProcess::start`] with extra environment variables (e.g. `COURIER_PAYMENTS__...` settings).
     pub fn start_with_env(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::spawn(Command::new(bin).args(args).envs(env.iter().copied()).args(["--log", "warn"]), Stdio::inherit())
+        let mut command = Command::new(bin);
+        command.args(args).envs(env.iter().copied()).args(["--log", "warn"]);
+        Self::spawn(&mut command, args, Stdio::inherit())
     }
 
     /// [`CourierProcess::start_with_env`] logging at `log` (a filter, e.g. `info`) into [`CourierProcess::logs`]
     /// instead of the test's stderr.
     pub fn start_logged(bin: &str, args: &[&str], env: &[(&str, &str)], log: &str) -> Self {
-        Self::spawn(Command::new(bin).args(args).envs(env.iter().copied()).args(["--log", log]), Stdio::piped())
+        let mut command = Command::new(bin);
+        command.args(args).envs(env.iter().copied()).args(["--log", log]);
+        Self::spawn(&mut command, args, Stdio::piped())
     }
 
-    fn spawn(command: &mut Command, stderr: Stdio) -> Self {
+    fn spawn(command: &mut Command, args: &[&str], stderr: Stdio) -> Self {
         let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("start courier");
         let logs = child.stderr.take().map(LogLines::capture);
         let stdout = child.stdout.take().expect("stdout");
@@ -56,15 +64,18 @@ impl CourierProcess {
         // Keep draining stdout so the child never writes into a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        // Written before the address is printed, so it is there now.
+        let data_dir = crate::bearer::data_dir_arg(args);
+        let bearer = Bearer::from_data_dir(&data_dir);
         let child = unowned.0.take().expect("child");
-        Self { child, addr, admin, channel, logs }
+        Self { child, addr, admin, channel: bearer.channel(channel), data_dir, logs }
     }
 
-    pub fn payments(&self) -> PaymentServiceClient<Channel> {
+    pub fn payments(&self) -> PaymentServiceClient<AuthChannel> {
         PaymentServiceClient::new(self.channel.clone())
     }
 
-    pub fn users(&self) -> UserServiceClient<Channel> {
+    pub fn users(&self) -> UserServiceClient<AuthChannel> {
         UserServiceClient::new(self.channel.clone())
     }
 
@@ -121,6 +132,12 @@ pub async fn funded_account(users: &CourierProcess, payments: &CourierProcess, f
     let mut client = payments.payments();
     let open = pb::OpenAccountRequest { owner_user_id: user.id, currency: "USD".into(), credit_limit: 0 };
     let account = client.open_account(open).await.expect("open").into_inner().account.expect("account");
-    crate::payments::credit(&mut client, &account.id, funds).await;
+    let credit = pb::CreditAccountRequest {
+        account_id: account.id.clone(),
+        amount: funds,
+        currency: "USD".into(),
+        idempotency_key: crate::payments::key(),
+    };
+    client.credit_account(credit).await.expect("credit");
     account.id
 }

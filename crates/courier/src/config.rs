@@ -68,7 +68,7 @@ impl Default for ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: None,
-            data_dir: PathBuf::from("courier-data"),
+            data_dir: PathBuf::from(crate::cmd::auth::DEFAULT_DATA_DIR),
             database_url: String::new(),
             database_max_connections: 16,
             log_format: LogFormat::Human,
@@ -192,8 +192,17 @@ pub struct ServeFlags {
 }
 
 impl ServeFlags {
-    /// Loads the configuration these flags point at and override.
+    /// Loads the configuration these flags point at and override, over the defaults of `ServeConfig`.
     pub fn load(&self) -> anyhow::Result<ServeConfig> {
         Ok(courier_kit::config::load(self.config.as_deref(), self)?)
+    }
+
+    /// [`ServeFlags::load`] with `server.reflection` defaulting to `reflection` (the command's default: on for
+    /// `courier up`, which people explore with grpcurl, off for `courier serve`, which describes its API to no
+    /// one unless asked); `[server] reflection` and `COURIER_SERVER__REFLECTION` override it.
+    pub fn load_with_reflection(&self, reflection: bool) -> anyhow::Result<ServeConfig> {
+        let mut defaults = ServeConfig::default();
+        defaults.server.reflection = reflection;
+        Ok(courier_kit::config::load_over(defaults, self.config.as_deref(), self)?)
     }
 }

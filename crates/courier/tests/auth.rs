@@ -517,8 +517,14 @@ async fn a_merchant_never_sees_nor_moves_another_merchants_authorizations() {
     let read = pb::GetAccountRequest { account_id: account.id.clone() };
     let after = payments().get_account(with_token(read, &operator)).await.unwrap().into_inner().account.unwrap();
     assert_eq!((after.posted_balance, after.held_amount, after.available_amount), (10_000, 1_000, 9_000));
-    // The refusals and the money-moving calls are in the audit log.
-    setup.server.wait_for_log(&["audit", "Authorize", "merchant_a", "allowed"]);
+    // The refusals and the money-moving calls are in the audit log; an admitted call's line carries the status
+    // the handler answered, written when the call ended.
+    let held = setup.server.wait_for_log(&["audit", "PaymentService/Authorize", "merchant_a", "allowed"]);
+    assert!(held.contains("code=Ok"), "{held}");
+    let other_merchant = setup.server.wait_for_log(&["audit", "PaymentService/Capture", "merchant_b", "allowed"]);
+    assert!(other_merchant.contains("code=NotFound"), "{other_merchant}");
+    let named_a = setup.server.wait_for_log(&["audit", "PaymentService/Authorize", "merchant_b", "allowed"]);
+    assert!(named_a.contains("code=PermissionDenied"), "{named_a}");
     drop(setup.server);
     let data = setup.dir.path().join("data");
     courier_tests::process::ledger_check(BIN, &["--data-dir", data.to_str().unwrap()]);
@@ -560,40 +566,123 @@ fn every_address_without_auth_is_refused_unless_no_auth() {
 }
 
 #[test]
-fn up_with_dev_auth_keeps_a_private_secret_and_token_that_the_cli_picks_up() {
+fn up_has_dev_auth_by_default_with_a_private_secret_and_token_that_the_cli_picks_up() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("empty.toml");
     std::fs::write(&config, "").unwrap();
     let data = dir.path().join("courier-data");
-    let server = Server::start(&["up", "--dev-auth", "--admin-listen", "off"], &config, &data);
+    let server = Server::start(&["up", "--admin-listen", "off"], &config, &data);
     for file in ["dev-secret", "token"] {
         let mode = std::fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}");
     }
     let secret = std::fs::read(data.join("dev-secret")).unwrap();
     let url = format!("http://{}", server.addr);
-    let cli = |cwd: &Path| {
-        Command::new(BIN)
+    let cli = |cwd: &Path, extra: &[&str], env: Option<&Path>| {
+        let mut command = Command::new(BIN);
+        command
             .args(["users", "create", "--name", "Ada", "--email", "ada@example.com", "--server", &url])
+            .args(extra)
             .env_remove("COURIER_TOKEN")
-            .current_dir(cwd)
-            .output()
-            .unwrap()
+            .env_remove("COURIER_DATA_DIR")
+            .current_dir(cwd);
+        if let Some(data) = env {
+            command.env("COURIER_DATA_DIR", data);
+        }
+        command.output().unwrap()
     };
-    // From the directory `up` ran in, the CLI finds ./courier-data/token; from elsewhere it has none.
-    let created = cli(dir.path());
+    // From the directory `up` ran in, the CLI finds ./courier-data/token; from elsewhere it needs --data-dir or
+    // COURIER_DATA_DIR, and without either it has no token.
+    let created = cli(dir.path(), &[], None);
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let elsewhere = tempfile::tempdir().unwrap();
-    let refused = cli(elsewhere.path());
+    let refused = cli(elsewhere.path(), &[], None);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("UNAUTHENTICATED"), "{refused:?}");
     server.wait_for_log(&["audit", "unauthenticated", "CreateUser"]);
+    let flag = cli(elsewhere.path(), &["--data-dir", data.to_str().unwrap()], None);
+    // Same e-mail again: ALREADY_EXISTS means the call got past authentication.
+    assert!(String::from_utf8_lossy(&flag.stderr).contains("ALREADY_EXISTS"), "{flag:?}");
+    let env = cli(elsewhere.path(), &[], Some(&data));
+    assert!(String::from_utf8_lossy(&env.stderr).contains("ALREADY_EXISTS"), "{env:?}");
     drop(server);
 
-    // The secret is made once: a restart keeps it (tokens already handed out stay valid).
+    // The secret is made once: a restart keeps it (tokens already handed out stay valid). `--dev-auth`, the
+    // flag that used to turn this on, is still accepted.
     let again = Server::start(&["up", "--dev-auth", "--admin-listen", "off"], &config, &data);
     assert_eq!(std::fs::read(data.join("dev-secret")).unwrap(), secret);
     drop(again);
+}
+
+#[test]
+fn the_cli_example_up_prints_works_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("elsewhere");
+    let mut server = Guard(
+        Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--log", "warn", "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    let startup: Vec<String> =
+        lines.by_ref().map_while(Result::ok).take_while(|l| !l.starts_with("courier: the CLI reads")).collect();
+    std::thread::spawn(move || lines.for_each(drop));
+    // The example names the data dir (not the CLI's default), and the token's file is named.
+    let example = startup.iter().find_map(|l| l.strip_prefix("courier: try `")).expect("an example");
+    let example = example.trim_end_matches('`');
+    assert!(example.contains(&format!("--data-dir {}", data.display())), "{example}");
+    assert!(startup.iter().any(|l| l.contains(&data.join("token").display().to_string())), "{startup:?}");
+    // Run as printed, from another directory, with no token in the environment.
+    let args: Vec<&str> = example.split_whitespace().skip(1).collect();
+    let output = Command::new(BIN)
+        .args(&args)
+        .env_remove("COURIER_TOKEN")
+        .env_remove("COURIER_DATA_DIR")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{example}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Kills the child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn up_no_auth_serves_without_tokens_on_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("empty.toml");
+    std::fs::write(&config, "").unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&["up", "--no-auth", "--admin-listen", "off"], &config, &data);
+    assert!(!data.join("token").exists(), "--no-auth wrote a token");
+    let listed = Command::new(BIN)
+        .args(["users", "list", "--server", &format!("http://{}", server.addr), "--data-dir"])
+        .arg(&data)
+        .env_remove("COURIER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    drop(server);
+
+    // Reachable from other hosts, turning authentication off takes --allow-insecure as well.
+    let refused = Command::new(BIN)
+        .args(["up", "--no-auth", "--listen", "0.0.0.0:0", "--admin-listen", "off", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("courier up --no-auth") && message.contains("--allow-insecure"), "{message}");
 }
 
 #[tokio::test]

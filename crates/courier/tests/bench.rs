@@ -12,7 +12,8 @@ fn run_bench(server: &CourierProcess, extra: &[&str]) -> Output {
     // Short runs unless the test says otherwise (clap refuses a flag given twice).
     let defaults = [("--duration", "1s"), ("--warmup", "200ms"), ("--concurrency", "4")];
     let mut command = Command::new(BIN);
-    command.args(["bench", "--server", &url, "--json"]).args(extra);
+    // `--data-dir`: where `courier up` wrote the development token bench sends.
+    command.args(["bench", "--server", &url, "--json", "--data-dir"]).arg(&server.data_dir).args(extra);
     for (flag, value) in defaults.into_iter().filter(|(flag, _)| !extra.contains(flag)) {
         command.args([flag, value]);
     }
@@ -63,11 +64,15 @@ async fn bench_reports_answered_calls_for_each_scenario_and_mode() {
             "mixed(50% authorize, 20% get-authorization, 10% capture, 20% get-user; 50 accounts)",
             "closed",
         ),
-        // A token is sent as `authorization: Bearer ...`; a server without authentication ignores it.
-        (&["--scenario", "get-user", "--token", "bench-token"][..], "get-user", "closed"),
     ] {
         assert_answered(&bench(&server, extra), scenario, mode);
     }
+    // --token is sent as `authorization: Bearer ...` instead of the data dir's; a wrong one is refused.
+    let token = std::fs::read_to_string(server.data_dir.join("token")).unwrap();
+    assert_answered(&bench(&server, &["--scenario", "get-user", "--token", token.trim()]), "get-user", "closed");
+    let refused = run_bench(&server, &["--scenario", "get-user", "--token", "not-a-jwt"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("malformed bearer token"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -49,7 +49,8 @@ impl ServerProcess {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN).args(args).args(["--server", &self.url]).output().unwrap()
+        // `--data-dir`: where `courier up`'s development token is (a `serve users` has none and needs none).
+        Command::new(BIN).args(args).args(["--server", &self.url, "--data-dir"]).arg(self.data_dir()).output().unwrap()
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {

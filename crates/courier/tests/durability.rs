@@ -152,8 +152,12 @@ async fn several_processes_on_one_postgres_approve_exactly_n() {
     const N: i64 = 50;
     const AMOUNT: i64 = 10;
     let Some(database) = courier_tests::Backend::Postgres.database().await else { return };
-    let store = ["--database-url", database.url.as_str()];
-    let servers: Vec<CourierProcess> = (0..3).map(|_| up(&store)).collect();
+    // Each process its own data dir, for its development auth secret and token (the store is PostgreSQL).
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<CourierProcess> = dirs
+        .iter()
+        .map(|dir| up(&["--database-url", database.url.as_str(), "--data-dir", dir.path().to_str().unwrap()]))
+        .collect();
     let account_id = funded_account(&servers[0], N * AMOUNT).await;
     // Warm each process's holder cache with a request that moves no money (another currency declines 13), so the
     // burst below measures the ledger, not 64 cold UserService lookups racing a loaded machine.
@@ -203,6 +207,6 @@ async fn several_processes_on_one_postgres_approve_exactly_n() {
     assert_eq!(other.into_inner().account.unwrap().held_amount, 7);
 
     drop(servers);
-    ledger_check(&store);
+    ledger_check(&["--database-url", database.url.as_str()]);
     database.cleanup().await;
 }

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use courier_proto::payments::v1 as pb;
+use courier_tests::bearer::AuthChannel;
 use courier_tests::payments::authorize_request;
 use courier_tests::process::CourierProcess;
-use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 const SCORE: &str = "/courier.risk.v1.RiskService/Score";
@@ -96,7 +96,7 @@ impl Stack {
 }
 
 /// One Authorize with the caller's budget; asserts it answered in time and returns the authorization.
-async fn authorize_in_time(channel: &Channel, request: pb::AuthorizeRequest) -> pb::Authorization {
+async fn authorize_in_time(channel: &AuthChannel, request: pb::AuthorizeRequest) -> pb::Authorization {
     let mut client = pb::payment_service_client::PaymentServiceClient::new(channel.clone());
     let mut call = tonic::Request::new(request);
     call.set_timeout(BUDGET);

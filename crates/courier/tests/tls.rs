@@ -117,14 +117,19 @@ fn dev_certs_output_configures_mtls_end_to_end() {
     let url = format!("https://{}", server.addr);
     let file = |name: &str| out.join(name).to_str().unwrap().to_owned();
     let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
-    let tls = ["--server", url.as_str(), "--ca", ca.as_str(), "--cert", cert.as_str(), "--key", key.as_str()];
+    let data_dir = data.path().to_str().unwrap();
+    let tls = [
+        ["--server", url.as_str(), "--ca", ca.as_str()].as_slice(),
+        &["--cert", cert.as_str(), "--key", key.as_str(), "--data-dir", data_dir],
+    ]
+    .concat();
 
     let created =
-        cli(&[&["users", "create", "--name", "Ada", "--email", "ada@example.com", "--json"][..], &tls].concat());
+        cli(&[&["users", "create", "--name", "Ada", "--email", "ada@example.com", "--json"][..], &tls[..]].concat());
     assert!(created.status.success(), "{}", stderr(&created));
     let user: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
     let owner = user["id"].as_str().unwrap();
-    let opened = cli(&[&["accounts", "open", "--owner", owner, "--currency", "USD", "--json"][..], &tls].concat());
+    let opened = cli(&[&["accounts", "open", "--owner", owner, "--currency", "USD", "--json"][..], &tls[..]].concat());
     assert!(opened.status.success(), "payments could not ask users over mTLS: {}", stderr(&opened));
 
     let without_cert = cli(&["users", "list", "--server", &url, "--ca", &ca]);

@@ -84,3 +84,18 @@ fn a_missing_file_is_an_error() {
         Ok(())
     });
 }
+
+#[test]
+fn a_command_default_is_kept_unless_the_file_or_environment_says_otherwise() {
+    let defaults = || Sample { listen: String::new(), inner: Inner { limit: 9, name: "command".into() } };
+    let file = toml_file("[inner]\nname = \"file\"\n");
+    figment::Jail::expect_with(|jail| {
+        // A file that sets another key of the same table keeps the command's default for this one.
+        let loaded: Sample = load_over(defaults(), Some(file.path()), &Flags::default()).unwrap();
+        assert_eq!(loaded.inner, Inner { limit: 9, name: "file".into() });
+        jail.set_env("COURIER_INNER__LIMIT", "3");
+        let loaded: Sample = load_over(defaults(), Some(file.path()), &Flags::default()).unwrap();
+        assert_eq!(loaded.inner.limit, 3);
+        Ok(())
+    });
+}

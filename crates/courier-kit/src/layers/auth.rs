@@ -5,7 +5,10 @@
 //! principal without the method's scope (or a method without a rule) answers PERMISSION_DENIED, one over its
 //! rate limit (`[auth.rate_limit]`) RESOURCE_EXHAUSTED. The principal
 //! goes into the request's extensions for handlers. Every refusal, and every call of an audited
-//! (money-moving) method, writes one line to the `audit` tracing target: subject, method, outcome, code.
+//! (money-moving) method, writes one line to the `audit` tracing target: subject, method, outcome, code. A
+//! refusal's line is written at once; an admitted audited call's when the call ends (its response body ends, see
+//! [`super::observed_body`]), with the final gRPC status the handler answered: "allowed" says who got in, the code
+//! says whether money moved.
 //!
 //! Without an [`Authenticator`] (no `[auth]` table) the layer passes every call through untouched.
 
@@ -14,10 +17,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
+use super::access_log::grpc_code;
+use super::observed_body::{BodyObserver, ObservedBody};
 use crate::auth::{Authenticator, MethodScopes, Principal, Rule};
 
 /// Layer for [`Auth`].
@@ -54,10 +59,16 @@ pub struct Auth<S> {
     gate: Option<Arc<Gate>>,
 }
 
+/// An admitted call: who it proceeds as (`None` for an open method called without valid credentials), and, for an
+/// audited method, the audit line it writes when it ends.
+struct Admission {
+    principal: Option<Principal>,
+    audit: Option<AuditRecord>,
+}
+
 impl Gate {
-    /// The principal the call may proceed as (`None` for an open method called without valid credentials), or
-    /// the refusal.
-    fn admit<B>(&self, request: &Request<B>) -> Result<Option<Principal>, tonic::Status> {
+    /// The admission of the call, or its refusal.
+    fn admit<B>(&self, request: &Request<B>) -> Result<Admission, tonic::Status> {
         let path = request.uri().path();
         let rule = self.scopes.rule(path);
         let authorization = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
@@ -66,7 +77,8 @@ impl Gate {
         let peer_certs = peer_certs.as_deref().map(Vec::as_slice);
         // Open methods (health) are never refused: a probe that sends a stale token still gets its answer.
         if rule == Some(Rule::Open) {
-            return Ok(self.authenticator.authenticate(authorization, peer_certs).ok());
+            let principal = self.authenticator.authenticate(authorization, peer_certs).ok();
+            return Ok(Admission { principal, audit: None });
         }
         let principal = match self.authenticator.authenticate(authorization, peer_certs) {
             Ok(principal) => principal,
@@ -90,14 +102,54 @@ impl Gate {
             audit(Some(&principal), path, "limited", tonic::Code::ResourceExhausted, reason);
             return Err(tonic::Status::resource_exhausted(reason));
         }
-        if self.scopes.is_audited(path) {
-            audit(Some(&principal), path, "allowed", tonic::Code::Ok, "");
-        }
-        Ok(Some(principal))
+        let audit = self.scopes.is_audited(path).then(|| AuditRecord {
+            subject: principal.subject.clone(),
+            merchant: principal.merchant.clone(),
+            method: path.to_owned(),
+            code: None,
+        });
+        Ok(Admission { principal: Some(principal), audit })
     }
 }
 
-/// One audit line. `code` is the admission's: a refused call's status, OK for an admitted audited call.
+/// The audit line of an admitted audited call, written when it is dropped: at the end of the response body, with
+/// the final status from the trailers (or from the headers of a trailers-only answer).
+pub struct AuditRecord {
+    subject: String,
+    merchant: Option<String>,
+    method: String,
+    code: Option<tonic::Code>,
+}
+
+impl BodyObserver for AuditRecord {
+    fn on_trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(code) = grpc_code(trailers) {
+            self.code = Some(code);
+        }
+    }
+}
+
+impl Drop for AuditRecord {
+    fn drop(&mut self) {
+        // No status at all: the body was dropped mid-call (the client cancelled, the connection went away).
+        let (code, reason) = match self.code {
+            Some(code) => (code, ""),
+            None => (tonic::Code::Cancelled, "the call ended without a status"),
+        };
+        let merchant = self.merchant.as_deref().unwrap_or("-");
+        tracing::info!(
+            target: "audit",
+            subject = self.subject.as_str(),
+            merchant,
+            method = self.method.as_str(),
+            outcome = "allowed",
+            code = ?code,
+            reason
+        );
+    }
+}
+
+/// One audit line of a refusal, with the status it was refused with.
 fn audit(principal: Option<&Principal>, method: &str, outcome: &str, code: tonic::Code, reason: &str) {
     let subject = principal.map_or("-", |p| p.subject.as_str());
     let merchant = principal.and_then(|p| p.merchant.as_deref()).unwrap_or("-");
@@ -109,7 +161,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<B>>,
     B: Default,
 {
-    type Response = Response<B>;
+    type Response = Response<ObservedBody<B, Option<AuditRecord>>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, B>;
 
@@ -118,16 +170,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let mut audit = None;
         if let Some(gate) = &self.gate {
             match gate.admit(&request) {
-                Ok(Some(principal)) => {
-                    request.extensions_mut().insert(principal);
+                Ok(admission) => {
+                    if let Some(principal) = admission.principal {
+                        request.extensions_mut().insert(principal);
+                    }
+                    audit = admission.audit;
                 }
-                Ok(None) => {}
                 Err(status) => return ResponseFuture::Refused { response: Some(status.into_http()) },
             }
         }
-        ResponseFuture::Admitted { inner: self.inner.call(request) }
+        ResponseFuture::Admitted { inner: self.inner.call(request), audit }
     }
 }
 
@@ -136,10 +191,10 @@ pin_project_lite::pin_project! {
     #[allow(missing_docs)]
     #[project = ResponseFutureProj]
     pub enum ResponseFuture<F, B> {
-        /// Passed to the inner service.
-        Admitted { #[pin] inner: F },
+        /// Passed to the inner service; an audited call's record rides on its response body.
+        Admitted { #[pin] inner: F, audit: Option<AuditRecord> },
         /// Refused; the response, taken on first poll.
-        Refused { response: Option<Response<B>> },
+        Refused { response: Option<Response<ObservedBody<B, Option<AuditRecord>>>> },
     }
 }
 
@@ -147,11 +202,29 @@ impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ObservedBody<B, Option<AuditRecord>>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            ResponseFutureProj::Admitted { inner } => inner.poll(cx),
+            ResponseFutureProj::Admitted { inner, audit } => {
+                let result = std::task::ready!(inner.poll(cx));
+                let mut audit = audit.take();
+                Poll::Ready(match result {
+                    Ok(response) => {
+                        // A trailers-only answer (an error before any message) has its status in the headers.
+                        if let Some(record) = audit.as_mut() {
+                            record.code = grpc_code(response.headers());
+                        }
+                        Ok(response.map(|body| ObservedBody::new(body, audit)))
+                    }
+                    Err(error) => {
+                        if let Some(record) = audit.as_mut() {
+                            record.code = Some(tonic::Code::Internal);
+                        }
+                        Err(error)
+                    }
+                })
+            }
             ResponseFutureProj::Refused { response } => {
                 Poll::Ready(Ok(response.take().expect("polled after completion")))
             }

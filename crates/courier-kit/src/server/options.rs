@@ -26,7 +26,8 @@ pub struct ServerOptions {
     /// How long calls in flight may run after shutdown starts. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Serve gRPC server reflection (v1 and v1alpha). Default on.
+    /// Serve gRPC server reflection (v1 and v1alpha). Default on here; the `courier` binary defaults it per
+    /// command (on for `up`, off for `serve`).
     pub reflection: bool,
     /// Deadlines of incoming calls: the default when the caller sent none, per-method defaults and minimums
     /// (`[server.deadlines]`, see [`DeadlineOptions`]).

@@ -35,9 +35,12 @@ pub struct ClientFlags {
     #[arg(long, global = true, env = "COURIER_KEY", value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
     /// Bearer token sent as `authorization: Bearer TOKEN` (servers with `[auth]`). Without it, the token
-    /// `courier up` wrote to ./courier-data/token is used when that file exists.
+    /// `courier up` wrote to DATA_DIR/token is used when that file exists.
     #[arg(long, global = true, env = "COURIER_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The data dir of the `courier up` being called, where its development token is (used without --token).
+    #[arg(long, global = true, env = "COURIER_DATA_DIR", value_name = "DIR", default_value = "courier-data")]
+    data_dir: PathBuf,
 }
 
 /// The connection every subcommand calls through: a channel that adds the bearer token, if any.
@@ -56,25 +59,19 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-/// Where `courier up` writes its development token, relative to the working directory (its default data dir).
-const DEV_TOKEN_FILE: &str = "courier-data/token";
-
 impl ClientFlags {
     async fn connect(&self) -> anyhow::Result<Connection> {
         let bearer = self.bearer()?;
         Ok(tonic::service::interceptor::InterceptedService::new(self.channel().await?, bearer))
     }
 
-    /// --token, else the development token of `courier up` in ./courier-data, else none.
+    /// --token, else the development token of `courier up` in --data-dir, else none.
     fn bearer(&self) -> anyhow::Result<Bearer> {
-        let token = match &self.token {
-            Some(token) => Some(token.trim().to_owned()),
-            None => std::fs::read_to_string(DEV_TOKEN_FILE).ok().map(|t| t.trim().to_owned()),
-        };
-        let value =
-            token.filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}").parse()).transpose().map_err(|_| {
-                anyhow::anyhow!("--token is not a valid header value (a JWT has only A-Z a-z 0-9 - _ .)")
-            })?;
+        let token = resolve_token(self.token.as_deref(), &self.data_dir);
+        let value = token
+            .map(|t| format!("Bearer {t}").parse())
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--token is not a valid header value (a JWT has only A-Z a-z 0-9 - _ .)"))?;
         Ok(Bearer(value))
     }
 
@@ -94,6 +91,16 @@ impl ClientFlags {
             anyhow::anyhow!("UNAVAILABLE: cannot connect to {}: {reason}", self.server)
         })
     }
+}
+
+/// The token a client command sends: `given` (--token / COURIER_TOKEN), else the development token `courier up`
+/// wrote to `data_dir`, else none (a server without `[auth]` needs none).
+pub fn resolve_token(given: Option<&str>, data_dir: &std::path::Path) -> Option<String> {
+    let token = match given {
+        Some(token) => Some(token.to_owned()),
+        None => std::fs::read_to_string(data_dir.join(crate::cmd::auth::DEV_TOKEN_FILE)).ok(),
+    };
+    token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 impl ClientFlags {

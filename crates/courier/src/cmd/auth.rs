@@ -55,13 +55,33 @@ pub fn check_unauthenticated(config: &ServeConfig) -> anyhow::Result<()> {
     )
 }
 
-/// `courier up --dev-auth`: a development secret kept in the data dir (created once, mode 0600) turns `[auth]`
-/// on, and a token with every scope is written next to it (`token`, mode 0600), where the CLI finds it.
-/// Returns the startup lines to print.
-pub fn dev_auth(config: &mut ServeConfig) -> anyhow::Result<Vec<String>> {
-    if config.auth.is_enabled() {
-        return Ok(vec!["courier: --dev-auth ignored: [auth] is configured".to_owned()]);
+/// `courier up --no-auth`: authentication off, which `up` allows on a loopback address, and elsewhere only with
+/// `--allow-insecure` too (two explicit opt-outs for a process that would let anyone move money).
+pub fn check_up_without_auth(config: &ServeConfig) -> anyhow::Result<()> {
+    if config.auth.is_enabled() || config.allow_insecure || config.listen.ip().is_loopback() {
+        return Ok(());
     }
+    anyhow::bail!(
+        "refusing to run `courier up --no-auth` on {}: it is reachable from other hosts, so anyone could move \
+         money. Drop --no-auth (development auth writes a token to the data dir), configure `[auth]`, listen on a \
+         loopback address, or pass --allow-insecure as well if something in front authenticates callers",
+        config.listen
+    )
+}
+
+/// What `courier up` prints about its development auth, and the flags the CLI needs to find its token.
+pub struct DevAuth {
+    /// Startup lines.
+    pub lines: Vec<String>,
+    /// Appended to the startup line's CLI example: `--data-dir DIR` unless the data dir is the CLI's default.
+    pub cli_flags: String,
+}
+
+/// `courier up`'s authentication when no `[auth]` is configured: a development secret kept in the data dir
+/// (created once, mode 0600) turns `[auth]` on, and a token with every scope is written next to it (`token`, mode
+/// 0600), where the CLI looks (its `--data-dir`, default ./courier-data). The token is signed afresh at each start;
+/// the secret stays, so tokens from earlier starts keep working until they expire.
+pub fn dev_auth(config: &mut ServeConfig) -> anyhow::Result<DevAuth> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating the data dir {}", dir.display()))?;
     let secret_path = dir.join(DEV_SECRET_FILE);
@@ -73,21 +93,36 @@ pub fn dev_auth(config: &mut ServeConfig) -> anyhow::Result<Vec<String>> {
     let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
     let claims = TokenClaims::new(DEV_SUBJECT, &scopes, DEV_TOKEN_TTL);
     let token = sign_hs256(&claims, &secret).context("signing the development token")?;
-    let token_path = dir.join("token");
+    let token_path = dir.join(DEV_TOKEN_FILE);
     write_private(&token_path, token.as_bytes())?;
-    Ok(vec![
+    let cli_flags = if *dir == std::path::Path::new(DEFAULT_DATA_DIR) {
+        String::new()
+    } else {
+        format!(" --data-dir {}", dir.display())
+    };
+    let lines = vec![
         format!(
-            "courier: development auth: secret {}, token (subject {DEV_SUBJECT}, every scope, 30 days) in {}",
-            secret_path.display(),
+            "courier: development auth (no [auth] configured; --no-auth turns it off): token for subject \
+             {DEV_SUBJECT}, every scope, 30 days, in {} (secret {})",
+            token_path.display(),
+            secret_path.display()
+        ),
+        format!(
+            "courier: the CLI reads it from its --data-dir (default ./courier-data); any other client: \
+             COURIER_TOKEN=$(cat {}) or `authorization: Bearer <token>`",
             token_path.display()
         ),
-        "courier: the CLI reads ./courier-data/token; elsewhere pass --token or COURIER_TOKEN".to_owned(),
-    ])
+    ];
+    Ok(DevAuth { lines, cli_flags })
 }
 
+/// The data dir the server and the CLI use when told nothing (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "courier-data";
+/// The development token's file name in the data dir.
+pub const DEV_TOKEN_FILE: &str = "token";
 /// The development secret's file name in the data dir.
 const DEV_SECRET_FILE: &str = "dev-secret";
-/// Subject (and so merchant) of `courier up --dev-auth`'s token.
+/// Subject (and so merchant) of `courier up`'s development token.
 const DEV_SUBJECT: &str = "dev";
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Every scope the services declare, and the one that lifts tenant isolation, for the development token.

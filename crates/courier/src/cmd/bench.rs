@@ -40,9 +40,13 @@ pub struct BenchArgs {
     /// Time run before measuring, e.g. 2s.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
-    /// Sent as `authorization: Bearer TOKEN` on every call.
+    /// Sent as `authorization: Bearer TOKEN` on every call. Without it, the token `courier up` wrote to
+    /// DATA_DIR/token is used when that file exists.
     #[arg(long, env = "COURIER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The data dir of the `courier up` being loaded, where its development token is (used without --token).
+    #[arg(long, env = "COURIER_DATA_DIR", value_name = "DIR", default_value = "courier-data")]
+    data_dir: std::path::PathBuf,
     /// Print the report as JSON instead of a markdown table.
     #[arg(long)]
     json: bool,
@@ -86,8 +90,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.streams == 0 {
         anyhow::bail!("--streams must be at least 1");
     }
-    let auth = match &args.token {
-        Some(token) => Auth::bearer(token)?,
+    let auth = match crate::client::resolve_token(args.token.as_deref(), &args.data_dir) {
+        Some(token) => Auth::bearer(&token)?,
         None => Auth::none(),
     };
     let show_progress = !args.json && std::io::stderr().is_terminal();

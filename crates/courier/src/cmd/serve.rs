@@ -17,10 +17,9 @@ use crate::config::{ServeConfig, ServeFlags};
 pub struct UpArgs {
     #[command(flatten)]
     flags: ServeFlags,
-    /// Turn authentication on with a development secret kept in the data dir, and write a token with every
-    /// scope to DATA_DIR/token (the CLI reads ./courier-data/token).
-    #[arg(long)]
-    dev_auth: bool,
+    /// Accepted for older scripts: development auth is what `up` does by default now (see --no-auth).
+    #[arg(long = "dev-auth", hide = true)]
+    _dev_auth: bool,
 }
 
 /// `courier serve`.
@@ -45,17 +44,19 @@ enum ServiceName {
 
 /// Runs every service built so far in this process.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut config = args.flags.load()?;
+    let mut config = args.flags.load_with_reflection(true)?;
     let admin = config.admin_addr(Some(DEFAULT_ADMIN_LISTEN))?;
-    let notes = if args.dev_auth { super::auth::dev_auth(&mut config)? } else { Vec::new() };
-    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin, notes).await
+    // Without `[auth]`, development auth (a token in the data dir) unless the operator opted out.
+    let dev = if config.auth.is_enabled() || config.no_auth { None } else { Some(super::auth::dev_auth(&mut config)?) };
+    super::auth::check_up_without_auth(&config)?;
+    run(&config, &[ServiceName::Users, ServiceName::Payments, ServiceName::Risk], admin, dev).await
 }
 
 /// Runs one service.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.flags.load()?;
+    let config = args.flags.load_with_reflection(false)?;
     let admin = config.admin_addr(None)?;
-    run(&config, &[args.service], admin, Vec::new()).await
+    run(&config, &[args.service], admin, None).await
 }
 
 /// Where `courier up` serves /metrics, /healthz and /readyz unless told otherwise.
@@ -65,8 +66,12 @@ async fn run(
     config: &ServeConfig,
     services: &[ServiceName],
     admin: Option<SocketAddr>,
-    mut notes: Vec<String>,
+    dev: Option<super::auth::DevAuth>,
 ) -> anyhow::Result<()> {
+    let (mut notes, cli_flags) = match dev {
+        Some(dev) => (dev.lines, dev.cli_flags),
+        None => (Vec::new(), String::new()),
+    };
     // Kept to the end: dropping it exports the spans still queued.
     let telemetry = courier_kit::trace::Telemetry::new(&telemetry_name(services), config.otlp_endpoint())
         .with_context(|| format!("invalid configuration key `otlp_endpoint`: {:?}", config.otlp_endpoint))?;
@@ -163,7 +168,10 @@ async fn run(
     lines.extend([
         format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
         format!("courier: store {}", redact_url(&database_url)),
-        format!("courier: try `courier users create --name Ada --email ada@example.com {}`", transport.cli_hint(addr)),
+        format!(
+            "courier: try `courier users create --name Ada --email ada@example.com {}{cli_flags}`",
+            transport.cli_hint(addr)
+        ),
     ]);
     lines.push(transport.describe(addr));
     lines.push(super::auth::describe(&config.auth));
