@@ -4,11 +4,9 @@
 
 mod support;
 
-use std::time::Duration;
-
-use courier_kit::client::{BreakerOptions, MethodOptions, ResilientChannel, RetryPolicy};
+use courier_kit::client::{BreakerOptions, ResilientChannel};
 use courier_kit::server::ServerOptions;
-use support::{call, Reply, TestServer, GET, HANG, UNARY};
+use support::{call, retrying_client, Reply, TestServer, GET, HANG, UNARY};
 use tonic::Code;
 
 /// The value of the series printed exactly as `series` (`name{label="value",...}`), 0 when absent.
@@ -39,18 +37,7 @@ async fn calls_are_counted_by_method_and_code_and_refusals_by_reason() {
 #[tokio::test]
 async fn the_client_counts_retries_per_upstream() {
     let server = TestServer::start(ServerOptions::default()).await;
-    let channel = ResilientChannel::builder("metrics-retries")
-        .endpoint(server.url())
-        .method(GET, MethodOptions::idempotent())
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        })
-        .breaker(BreakerOptions { enabled: false, ..BreakerOptions::default() })
-        .build()
-        .unwrap();
+    let channel = retrying_client("metrics-retries", &server, 3).build().unwrap();
     server.script.then([Reply::Fail(Code::Unavailable), Reply::Fail(Code::Unavailable), Reply::Ok]);
     call(channel, GET, None).await.unwrap();
     assert_eq!(sample(r#"courier_client_retries_total{upstream="metrics-retries"}"#), 2.0);

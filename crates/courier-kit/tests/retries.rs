@@ -5,29 +5,16 @@ mod support;
 
 use std::time::Duration;
 
-use courier_kit::client::{
-    BreakerOptions, MethodOptions, ResilientChannel, ResilientChannelBuilder, RetryPolicy, ThrottleOptions,
-};
+use courier_kit::client::{BreakerOptions, MethodOptions, ResilientChannel, ResilientChannelBuilder, ThrottleOptions};
 use courier_kit::server::ServerOptions;
-use support::{call, Reply, TestServer, GET, UNARY};
+use support::{call, retrying_client, Reply, TestServer, GET, UNARY};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-/// GET is idempotent, retried up to `attempts` times with 1 ms backoff; UNARY is not. No breaker, so that the
-/// failures these tests provoke refuse nothing locally.
 fn client(server: &TestServer, attempts: u32) -> ResilientChannelBuilder {
-    ResilientChannel::builder("echo")
-        .endpoint(server.url())
-        .method(GET, MethodOptions::idempotent())
-        .retry_policy(RetryPolicy {
-            max_attempts: attempts,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        })
-        .breaker(BreakerOptions { enabled: false, ..BreakerOptions::default() })
+    retrying_client("echo", server, attempts)
 }
 
 #[tokio::test]

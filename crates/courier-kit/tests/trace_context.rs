@@ -2,13 +2,10 @@
 
 mod support;
 
-use std::time::Duration;
-
-use courier_kit::client::{BreakerOptions, MethodOptions, ResilientChannel, RetryPolicy};
 use courier_kit::logging::{self, LogFormat};
 use courier_kit::server::ServerOptions;
 use courier_kit::trace::{self, Telemetry};
-use support::{call, Reply, TestServer, GET};
+use support::{call, retrying_client, Reply, TestServer, GET};
 use tonic::Code;
 use tracing::Instrument;
 
@@ -17,18 +14,7 @@ async fn every_attempt_names_the_calling_span_and_calls_outside_a_span_send_none
     let telemetry = Telemetry::new("trace-context-test", None).unwrap();
     logging::init(LogFormat::Human, "warn", &telemetry).unwrap();
     let server = TestServer::start(ServerOptions::default()).await;
-    let channel = ResilientChannel::builder("echo")
-        .endpoint(server.url())
-        .method(GET, MethodOptions::idempotent())
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            ..RetryPolicy::default()
-        })
-        .breaker(BreakerOptions { enabled: false, ..BreakerOptions::default() })
-        .build()
-        .unwrap();
+    let channel = retrying_client("echo", &server, 3).build().unwrap();
 
     // A span of the kind the server layer opens for each call being served.
     let serving = tracing::info_span!(target: trace::SPAN_TARGET, "rpc");

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
-use courier_kit::client::ResilientChannel;
+use courier_kit::client::{BreakerOptions, MethodOptions, ResilientChannel, ResilientChannelBuilder, RetryPolicy};
 use courier_kit::server::{self, ServerOptions, ServiceSet};
 use http::uri::PathAndQuery;
 use tokio::net::TcpListener;
@@ -341,4 +341,19 @@ impl Replica {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// A client of `server` named `upstream`: GET is idempotent, retried up to `attempts` times with 1 ms backoff; UNARY
+/// is not. No breaker, so that the failures tests provoke refuse nothing locally.
+pub fn retrying_client(upstream: &str, server: &TestServer, attempts: u32) -> ResilientChannelBuilder {
+    ResilientChannel::builder(upstream)
+        .endpoint(server.url())
+        .method(GET, MethodOptions::idempotent())
+        .retry_policy(RetryPolicy {
+            max_attempts: attempts,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        })
+        .breaker(BreakerOptions { enabled: false, ..BreakerOptions::default() })
 }
