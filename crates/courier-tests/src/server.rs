@@ -48,19 +48,19 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts the user service with default options, or `None` when the backend is unavailable (skip).
-    pub async fn start(backend: Backend) -> Option<Self> {
+    /// Starts the user service with default options.
+    pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, ServerOptions::default()).await
     }
 
     /// Starts with server `options` and default payments settings.
-    pub async fn start_with(backend: Backend, options: ServerOptions) -> Option<Self> {
+    pub async fn start_with(backend: Backend, options: ServerOptions) -> Self {
         Self::start_configured(backend, TestOptions { server: options, ..TestOptions::default() }).await
     }
 
     /// Starts both services with `options`; returns once health answers SERVING.
-    pub async fn start_configured(backend: Backend, options: TestOptions) -> Option<Self> {
-        let database = backend.database().await?;
+    pub async fn start_configured(backend: Backend, options: TestOptions) -> Self {
+        let database = backend.database().await;
         let store = courier_users::store::connect(&courier_users::store::StoreConfig::new(&database.url))
             .await
             .expect("open store");
@@ -107,7 +107,7 @@ impl TestServer {
         let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
         let server = Self { addr, channel, store, ledger, clock, database, shutdown: Some(shutdown), task: Some(task) };
         server.wait_until_serving().await;
-        Some(server)
+        server
     }
 
     /// A user service client on the shared channel.

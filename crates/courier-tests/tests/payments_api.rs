@@ -20,7 +20,7 @@ fn options() -> TestOptions {
     options
 }
 
-async fn start(backend: Backend) -> Option<TestServer> {
+async fn start(backend: Backend) -> TestServer {
     TestServer::start_configured(backend, options()).await
 }
 
@@ -30,7 +30,7 @@ fn violated_fields(status: &tonic::Status) -> Vec<String> {
 }
 
 async fn open_account_needs_an_active_owner(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let open = |owner: &str, currency: &str, limit| pb::OpenAccountRequest {
         owner_user_id: owner.into(),
@@ -65,7 +65,7 @@ async fn open_account_needs_an_active_owner(backend: Backend) {
 }
 
 async fn approve_iff_amount_within_available(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 1_000, 500).await;
     assert_eq!(account.available_amount, 1_500);
@@ -95,7 +95,7 @@ async fn approve_iff_amount_within_available(backend: Backend) {
 }
 
 async fn every_decline_code(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 10_000, 0).await;
     let code = |a: &pb::Authorization| (a.response_code.clone(), a.decline_reason());
@@ -136,7 +136,7 @@ async fn every_decline_code(backend: Backend) {
 }
 
 async fn closing_an_account_is_final(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 500, 0).await;
     let held = authorize(&mut payments, authorize_request(&account.id, 200)).await;
@@ -168,7 +168,7 @@ async fn user_service_down_declines_with_91(backend: Backend) {
     // Port 1 on loopback: nothing listens there, so every UserService call fails fast.
     let mut options = options();
     options.users_url = Some("http://127.0.0.1:1".into());
-    let Some(server) = TestServer::start_configured(backend, options).await else { return };
+    let server = TestServer::start_configured(backend, options).await;
     let mut payments = server.payments();
     let open =
         pb::OpenAccountRequest { owner_user_id: active_user(&server).await, currency: "USD".into(), credit_limit: 100 };
@@ -192,7 +192,7 @@ async fn user_service_down_declines_with_91(backend: Backend) {
 }
 
 async fn malformed_requests_name_every_field(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let request = pb::AuthorizeRequest {
         idempotency_key: "k".repeat(256),
@@ -233,7 +233,7 @@ async fn malformed_requests_name_every_field(backend: Backend) {
 }
 
 async fn capture_void_and_their_refusals(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 1_000, 0).await;
 
@@ -281,7 +281,7 @@ async fn capture_void_and_their_refusals(backend: Backend) {
 }
 
 async fn holds_expire_after_their_ttl(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 1_000, 0).await;
     let swept_later = authorize(&mut payments, authorize_request(&account.id, 100)).await;
@@ -315,7 +315,7 @@ async fn the_background_sweeper_expires_holds(backend: Backend) {
     let mut options = options();
     options.payments.hold_ttl = Duration::from_secs(60);
     options.payments.sweep_interval = Duration::from_millis(20);
-    let Some(server) = TestServer::start_configured(backend, options).await else { return };
+    let server = TestServer::start_configured(backend, options).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 1_000, 0).await;
     let held = authorize(&mut payments, authorize_request(&account.id, 100)).await;
@@ -339,7 +339,7 @@ async fn the_background_sweeper_expires_holds(backend: Backend) {
 }
 
 async fn idempotency_replays_and_refuses_reuse(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 1_000, 0).await;
 
@@ -398,7 +398,7 @@ async fn idempotency_replays_and_refuses_reuse(backend: Backend) {
 }
 
 async fn one_key_sent_concurrently_places_one_hold(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let account = funded_account(&server, 1_000, 0).await;
     let request = authorize_request(&account.id, 10);
     let calls = (0..32).map(|_| {
@@ -416,7 +416,7 @@ async fn one_key_sent_concurrently_places_one_hold(backend: Backend) {
 async fn sixty_four_callers_get_exactly_n_approvals(backend: Backend) {
     const N: i64 = 40;
     const AMOUNT: i64 = 25;
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let account = funded_account(&server, N * AMOUNT, 0).await;
     let callers = (0..64).map(|_| {
         let (mut payments, account_id) = (server.payments(), account.id.clone());
@@ -440,7 +440,7 @@ async fn sixty_four_callers_get_exactly_n_approvals(backend: Backend) {
 
 async fn a_deadline_during_the_ledger_step_leaves_no_unknown_state(backend: Backend) {
     use sqlx::{Connection, Executor};
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let account = funded_account(&server, 1_000, 0).await;
     // Another transaction holds the ledger lock, so the writer cannot commit until it lets go.
     let mut blocker = sqlx::AnyConnection::connect(&server.database.url).await.unwrap();
@@ -465,7 +465,7 @@ async fn a_deadline_during_the_ledger_step_leaves_no_unknown_state(backend: Back
 }
 
 async fn sums_never_wrap(backend: Backend) {
-    let Some(server) = start(backend).await else { return };
+    let server = start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, i64::MAX - 10, 0).await;
     let request = pb::CreditAccountRequest {

@@ -10,7 +10,7 @@ use courier_tests::payments::*;
 use courier_tests::{on_every_backend, Backend, TestOptions, TestServer};
 use futures::StreamExt;
 
-async fn start(backend: Backend, fallback: Fallback) -> Option<TestServer> {
+async fn start(backend: Backend, fallback: Fallback) -> TestServer {
     let mut options = TestOptions::default();
     options.payments.risk_fallback = fallback;
     options.payments.stand_in_max_amount = 1_000;
@@ -29,7 +29,7 @@ fn code(authorization: &pb::Authorization) -> (&str, pb::Decider) {
 }
 
 async fn stand_in_approves_small_amounts_up_to_a_daily_limit(backend: Backend) {
-    let Some(server) = start(backend, Fallback::StandIn).await else { return };
+    let server = start(backend, Fallback::StandIn).await;
     let account = funded_account(&server, 100_000, 0).await;
     let id = account.id.as_str();
     assert_eq!(code(&decide(&server, id, 1_001, Risk::Unavailable).await), ("91", pb::Decider::StandIn));
@@ -61,13 +61,13 @@ async fn stand_in_approves_small_amounts_up_to_a_daily_limit(backend: Backend) {
 }
 
 async fn fail_closed_and_fail_open(backend: Backend) {
-    let Some(closed) = start(backend, Fallback::FailClosed).await else { return };
+    let closed = start(backend, Fallback::FailClosed).await;
     let account = funded_account(&closed, 10_000, 0).await;
     assert_eq!(code(&decide(&closed, &account.id, 1, Risk::Unavailable).await), ("91", pb::Decider::StandIn));
     closed.assert_ledger_consistent().await;
     closed.shutdown().await;
 
-    let Some(open) = start(backend, Fallback::FailOpen).await else { return };
+    let open = start(backend, Fallback::FailOpen).await;
     let account = funded_account(&open, 10_000, 0).await;
     assert_eq!(code(&decide(&open, &account.id, 9_000, Risk::Unavailable).await), ("00", pb::Decider::StandIn));
     // Funds still bind: fail_open skips risk, not the ledger.
@@ -77,7 +77,7 @@ async fn fail_closed_and_fail_open(backend: Backend) {
 }
 
 async fn risk_deny_declines_59_with_its_score(backend: Backend) {
-    let Some(server) = start(backend, Fallback::StandIn).await else { return };
+    let server = start(backend, Fallback::StandIn).await;
     let account = funded_account(&server, 10_000, 0).await;
     let denied = decide(&server, &account.id, 10, Risk::Assessed { score: 930, deny: true }).await;
     assert_eq!(

@@ -20,7 +20,7 @@ async fn next_event(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> p
 }
 
 async fn events_backlog_then_live_then_resume(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 1_000, 0).await;
     let held = authorize(&mut payments, authorize_request(&account.id, 100)).await;
@@ -72,7 +72,7 @@ async fn events_backlog_then_live_then_resume(backend: Backend) {
 }
 
 async fn a_live_feed_sees_many_concurrent_commits_in_order(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let account = funded_account(&server, 1_000_000, 0).await;
     let watch = pb::WatchEventsRequest { from_sequence: 3, account_id: String::new() };
     let mut feed = server.payments().watch_events(watch).await.unwrap().into_inner();
@@ -96,7 +96,7 @@ async fn a_live_feed_sees_many_concurrent_commits_in_order(backend: Backend) {
 }
 
 async fn list_authorizations_filters(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let mut payments = server.payments();
     let first = funded_account(&server, 10_000, 0).await;
     let second = funded_account(&server, 10_000, 0).await;
@@ -159,7 +159,7 @@ async fn list_authorizations_filters(backend: Backend) {
 }
 
 async fn authorize_stream_answers_each_message(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let account = funded_account(&server, 100, 0).await;
     let mut requests: Vec<pb::AuthorizeStreamRequest> = (0..200)
         .map(|i| pb::AuthorizeStreamRequest {
@@ -205,7 +205,7 @@ struct LooseRequest {
 }
 
 async fn a_broken_inbound_stream_ends_with_its_error_not_ok(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let account = funded_account(&server, 1_000, 0).await;
     let good = |id: &str| LooseRequest { correlation_id: id.into(), request: Some(authorize_request(&account.id, 1)) };
     let messages =
@@ -231,7 +231,7 @@ async fn a_broken_inbound_stream_ends_with_its_error_not_ok(backend: Backend) {
 }
 
 async fn authorize_stream_reads_no_further_than_its_bound(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let account = funded_account(&server, 1_000_000, 0).await;
     let bound = server.ledger.config().stream_in_flight;
     // The client sends without end; the server reads only as answers are taken. Nothing is read here, so the
@@ -268,7 +268,7 @@ async fn authorize_stream_reads_no_further_than_its_bound(backend: Backend) {
 }
 
 async fn batch_capture_summarises(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let mut payments = server.payments();
     let account = funded_account(&server, 100_000, 0).await;
     let mut held = Vec::new();

@@ -19,7 +19,7 @@ fn check(service: &str) -> HealthCheckRequest {
 
 #[tokio::test]
 async fn health_reports_each_service_and_refuses_unknown_ones() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let mut health = server.health();
     for service in ["", USERS_SERVICE] {
         let status = health.check(check(service)).await.unwrap().into_inner().status();
@@ -65,7 +65,7 @@ async fn reflected_file_v1alpha(server: &TestServer, symbol: &str) -> usize {
 
 #[tokio::test]
 async fn reflection_v1_lists_and_v1alpha_describes_the_services() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let services = reflected_services_v1(&server).await;
     for expected in [USERS_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
         assert!(services.iter().any(|s| s == expected), "{expected} missing from {services:?}");
@@ -78,7 +78,7 @@ async fn reflection_v1_lists_and_v1alpha_describes_the_services() {
 #[tokio::test]
 async fn a_request_over_the_receive_limit_is_resource_exhausted() {
     let options = ServerOptions { max_recv_message_bytes: 1024, ..ServerOptions::default() };
-    let server = TestServer::start_with(Backend::Sqlite, options).await.unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, options).await;
     let mut users = server.users();
     let huge = pb::CreateUserRequest { name: "x".repeat(2048), email: "a@b.co".into() };
     assert_eq!(users.create_user(huge).await.unwrap_err().code(), Code::ResourceExhausted);
@@ -91,7 +91,7 @@ async fn a_request_over_the_receive_limit_is_resource_exhausted() {
 #[tokio::test]
 async fn calls_beyond_the_concurrency_limit_are_refused_at_once() {
     let options = ServerOptions { max_concurrent_calls: 1, ..ServerOptions::default() };
-    let server = TestServer::start_with(Backend::Sqlite, options).await.unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, options).await;
     // An event feed is a call that stays open, holding the only permit.
     let feed = courier_proto::payments::v1::WatchEventsRequest { from_sequence: 1, account_id: String::new() };
     let watch = server.payments().watch_events(feed).await.unwrap().into_inner();
@@ -122,7 +122,7 @@ async fn calls_beyond_the_concurrency_limit_are_refused_at_once() {
 
 #[tokio::test]
 async fn shutdown_turns_health_not_serving_and_drains_calls_in_flight() {
-    let mut server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut server = TestServer::start(Backend::Sqlite).await;
     let mut users = server.users();
     for i in 0..300 {
         let request = pb::CreateUserRequest { name: format!("U{i}"), email: format!("u{i}@example.com") };
@@ -152,7 +152,7 @@ async fn shutdown_turns_health_not_serving_and_drains_calls_in_flight() {
 async fn the_grace_period_bounds_shutdown_when_a_call_never_ends() {
     let grace = Duration::from_millis(300);
     let options = ServerOptions { shutdown_grace: grace, ..ServerOptions::default() };
-    let mut server = TestServer::start_with(Backend::Sqlite, options).await.unwrap();
+    let mut server = TestServer::start_with(Backend::Sqlite, options).await;
     // A Watch that the client keeps open forever.
     let mut watch = server.health().watch(check("")).await.unwrap().into_inner();
     watch.next().await.unwrap().unwrap();

@@ -34,7 +34,7 @@ async fn seed(server: &TestServer, count: usize) -> Vec<String> {
 }
 
 async fn ten_thousand_users_stream_in_order_from_the_store(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     let mut ids = seed(&server, USERS).await;
     let mut users = server.users();
     let mut stream = users.list_users(pb::ListUsersRequest::default()).await.unwrap().into_inner();
@@ -57,7 +57,7 @@ async fn ten_thousand_users_stream_in_order_from_the_store(backend: Backend) {
 }
 
 async fn a_client_that_stops_reading_frees_the_server(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else { return };
+    let server = TestServer::start(backend).await;
     seed(&server, 2_000).await;
     let mut users = server.users();
     let mut stream = users.list_users(pb::ListUsersRequest::default()).await.unwrap().into_inner();
