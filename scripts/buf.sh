@@ -8,7 +8,7 @@ tools="$root/tools/buf"
 buf="$tools/node_modules/.bin/buf"
 if [[ ! -x "$buf" ]]; then
   echo "buf.sh: installing @bufbuild/buf into tools/buf" >&2
-  (cd "$tools" && npm install --no-audit --no-fund --loglevel=error >&2)
+  (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 cd "$root/proto"
 exec "$buf" "$@"

@@ -3,7 +3,10 @@
 //! A bad value is an error that names the key and where the value came from, reported before anything starts.
 //! Nested keys use `__` in the environment: `COURIER_SERVER__MAX_CONCURRENT_CALLS=64` sets
 //! `server.max_concurrent_calls`. Only variables naming a known key are read, so unrelated `COURIER_*` variables
-//! (the CLI's `COURIER_SERVER_URL`, say) never break a server's start.
+//! (the CLI's `COURIER_SERVER_URL`, say) never break a server's start; a variable that names no key and is not
+//! one of the CLI's is reported on stderr with the closest key, since a misspelled one (`COURIER_SERVER_REFLECTION`
+//! for `COURIER_SERVER__REFLECTION`) would otherwise be ignored without a word. An unknown key in the TOML file is
+//! an error (every config struct denies unknown fields).
 
 pub mod codes;
 pub mod durations;
@@ -19,6 +22,17 @@ use serde::Serialize;
 
 /// The environment prefix every courier variable carries.
 pub const ENV_PREFIX: &str = "COURIER_";
+
+/// `COURIER_*` variables that are not server configuration: the CLI's flags and the test harness's.
+pub const NON_SERVER_VARIABLES: &[&str] = &[
+    "COURIER_SERVER_URL",
+    "COURIER_TOKEN",
+    "COURIER_CA",
+    "COURIER_CERT",
+    "COURIER_KEY",
+    "COURIER_BIN",
+    "COURIER_TEST_POSTGRES_URL",
+];
 
 /// A configuration that could not be loaded; its message names each bad key and where its value came from.
 #[derive(Debug)]
@@ -79,12 +93,41 @@ where
     F: Serialize,
 {
     let known = known_keys(&defaults)?;
+    for warning in unknown_variables(std::env::vars(), &known) {
+        // Logging is configured from this very configuration, so it cannot carry the warning yet.
+        eprintln!("warning: {warning}");
+    }
     let mut figment = Figment::from(Serialized::defaults(defaults));
     if let Some(path) = file {
         figment = figment.merge(Toml::file_exact(path));
     }
     let env = env.split("__").filter(move |key| known.contains(&key.as_str().to_ascii_lowercase()));
     figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(|e| ConfigError(Box::new(e)))
+}
+
+/// One warning for each `COURIER_*` variable in `vars` that names no key in `known` and is not one of
+/// [`NON_SERVER_VARIABLES`], naming the closest known key's variable.
+pub fn unknown_variables(vars: impl IntoIterator<Item = (String, String)>, known: &BTreeSet<String>) -> Vec<String> {
+    let variable = |key: &str| format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
+    let mut warnings = Vec::new();
+    for (name, _) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        if known.contains(&key) || NON_SERVER_VARIABLES.contains(&name.as_str()) {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .map(|key| variable(key))
+            .max_by(|a, b| strsim::jaro_winkler(a, &name).total_cmp(&strsim::jaro_winkler(b, &name)));
+        let hint = match closest {
+            Some(candidate) if strsim::jaro_winkler(&candidate, &name) > 0.8 => format!("; did you mean {candidate}?"),
+            _ => String::new(),
+        };
+        warnings
+            .push(format!("{name} is not a configuration key and is ignored (nested keys take two underscores){hint}"));
+    }
+    warnings
 }
 
 /// Every key path (`a`, `a.b`) the defaults serialize to.

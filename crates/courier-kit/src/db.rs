@@ -83,3 +83,31 @@ fn create_parent_dir(path: &str) -> Result<(), sqlx::Error> {
     }
     Ok(())
 }
+
+/// Opens an existing store for a read-only command (`courier ledger check`): creates no file, no directory and
+/// no table, so a mistyped path is an error rather than a new, empty and therefore "healthy" database.
+pub async fn open_existing(config: &DbConfig) -> Result<AnyPool, sqlx::Error> {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+    let url = match config.url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let file = path.split('?').next().unwrap_or(path);
+            if !std::path::Path::new(file).is_file() {
+                return Err(sqlx::Error::Configuration(format!("no database file at {file}").into()));
+            }
+            // ro: a checker never writes, and SQLite's own default (rwc) would create a missing file.
+            if path.contains('?') {
+                config.url.clone()
+            } else {
+                format!("{}?mode=ro", config.url)
+            }
+        }
+        None => config.url.clone(),
+    };
+    AnyPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect(&url)
+        .await
+}

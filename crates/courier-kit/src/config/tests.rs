@@ -99,3 +99,21 @@ fn a_command_default_is_kept_unless_the_file_or_environment_says_otherwise() {
         Ok(())
     });
 }
+
+#[test]
+fn a_misspelled_variable_is_reported_with_the_closest_key() {
+    let known = known_keys(&Sample::default()).unwrap();
+    let vars = [
+        ("COURIER_INNER_LIMIT", "3"),       // one underscore: names nothing
+        ("COURIER_INNER__LIMIT", "3"),      // a key
+        ("COURIER_SERVER_URL", "http://x"), // the CLI's
+        ("PATH", "/bin"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    let warnings = unknown_variables(vars, &known);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("COURIER_INNER_LIMIT") && warnings[0].contains("did you mean COURIER_INNER__LIMIT?"),
+        "{warnings:?}"
+    );
+}

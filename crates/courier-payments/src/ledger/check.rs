@@ -50,6 +50,15 @@ fn violation(invariant: &'static str, detail: impl Into<String>) -> Violation {
     Violation { invariant, detail: detail.into() }
 }
 
+/// True when the store holds a payments ledger (its migrations ran): a read-only checker asks this first, so a
+/// store of another kind, or an empty one, is reported as such rather than as a failed read.
+pub async fn has_ledger(pool: &AnyPool) -> bool {
+    sqlx::query("SELECT last_sequence FROM ledger_meta WHERE id = 1")
+        .fetch_optional(pool)
+        .await
+        .is_ok_and(|row| row.is_some())
+}
+
 /// Checks every invariant; `Ok(Err(_))` is the first violation, the outer error a failed read.
 pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sqlx::Error> {
     let mut summary = CheckSummary::default();

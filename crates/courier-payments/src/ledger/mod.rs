@@ -26,7 +26,7 @@ use courier_proto::payments::v1 as pb;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use check::{check, CheckSummary, Violation};
+pub use check::{check, has_ledger, CheckSummary, Violation};
 pub use reads::AuthorizationFilter;
 pub use writer::WriterStats;
 

@@ -19,7 +19,7 @@ pub enum AccountsCommand {
         #[arg(long)]
         currency: String,
         /// How far available funds may go below zero, in minor units.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = crate::client::minor_units)]
         credit_limit: i64,
         #[command(flatten)]
         client: ClientFlags,
@@ -29,7 +29,7 @@ pub enum AccountsCommand {
         /// The account's id (acct_...).
         account_id: String,
         /// Amount in minor units (1050 is 10.50 USD).
-        #[arg(long, allow_negative_numbers = true)]
+        #[arg(long, allow_negative_numbers = true, value_parser = crate::client::minor_units)]
         amount: i64,
         /// ISO 4217 code; must be the account's.
         #[arg(long)]

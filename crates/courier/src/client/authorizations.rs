@@ -21,7 +21,7 @@ pub struct AuthorizeArgs {
     #[arg(long)]
     merchant: String,
     /// Amount in minor units (1050 is 10.50 USD).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::client::minor_units)]
     amount: i64,
     /// ISO 4217 code, upper case (e.g. USD).
     #[arg(long)]
@@ -45,7 +45,7 @@ pub struct CaptureArgs {
     /// The authorization's id (auth_...).
     authorization_id: String,
     /// Amount to post, in minor units, up to the held amount [default: the whole hold].
-    #[arg(long, default_value_t = 0, hide_default_value = true, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0, hide_default_value = true, allow_negative_numbers = true, value_parser = crate::client::minor_units)]
     amount: i64,
     /// Makes a retry safe (scoped to the merchant); default a new `cli-<UUIDv7>`, printed with the result.
     #[arg(long, value_name = "KEY")]

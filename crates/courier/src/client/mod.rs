@@ -17,7 +17,7 @@ use tonic_types::StatusExt;
 #[derive(Args, Debug, Clone)]
 pub struct ClientFlags {
     /// The courier server to call.
-    #[arg(long, global = true, env = "COURIER_SERVER_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(long, global = true, env = "COURIER_SERVER_URL", default_value = "http://127.0.0.1:50051", value_parser = server_url)]
     server: String,
     /// Print JSON (one object per line for listings) instead of a table.
     #[arg(long, global = true)]
@@ -42,6 +42,36 @@ pub struct ClientFlags {
     #[arg(long, global = true, env = "COURIER_DATA_DIR", value_name = "DIR", default_value = "courier-data")]
     data_dir: PathBuf,
 }
+
+/// `--server`: an http:// or https:// URL. Without a scheme tonic would take the host for one and fail later as
+/// UNAVAILABLE, which reads as a server problem; this is a usage error (exit 2) that says what to type.
+pub fn server_url(value: &str) -> Result<String, String> {
+    if value.starts_with("http://") || value.starts_with("https://") {
+        Ok(value.to_owned())
+    } else {
+        Err(format!("{value:?} has no scheme: write http://{value} (or https:// for a TLS server)"))
+    }
+}
+
+/// An amount flag: an integer in minor units. A decimal (`25.00`) is the commonest mistake, so it is answered
+/// with the integer it meant.
+pub fn minor_units(value: &str) -> Result<i64, String> {
+    if let Ok(amount) = value.parse::<i64>() {
+        return Ok(amount);
+    }
+    let hint = match value.split_once('.') {
+        Some((whole, fraction)) if fraction.len() == 2 && (whole.parse::<i64>().is_ok() || whole.is_empty()) => {
+            let minor = format!("{whole}{fraction}").trim_start_matches('0').to_owned();
+            let minor = if minor.is_empty() { "0".to_owned() } else { minor };
+            format!(": amounts are integers in minor units, so {value} USD is {minor}")
+        }
+        _ => ": amounts are integers in minor units (1050 is 10.50 USD)".to_owned(),
+    };
+    Err(format!("{value:?} is not an amount{hint}"))
+}
+
+/// Where the token of this run came from, for the message of an UNAUTHENTICATED answer.
+static TOKEN_SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The connection every subcommand calls through: a channel that adds the bearer token, if any.
 pub type Connection = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
@@ -68,6 +98,16 @@ impl ClientFlags {
     /// --token, else the development token of `courier up` in --data-dir, else none.
     fn bearer(&self) -> anyhow::Result<Bearer> {
         let token = resolve_token(self.token.as_deref(), &self.data_dir);
+        let token_file = self.data_dir.join(crate::cmd::auth::DEV_TOKEN_FILE);
+        let source = match (&self.token, &token) {
+            (Some(_), _) => "the token given with --token / COURIER_TOKEN was refused".to_owned(),
+            (None, Some(_)) => format!(
+                "the token read from {} was refused (it is rewritten by each `courier up`; pass --token or --data-dir)",
+                token_file.display()
+            ),
+            (None, None) => format!("no token was sent: none in --token, COURIER_TOKEN or {}", token_file.display()),
+        };
+        let _ = TOKEN_SOURCE.set(source);
         let value = token
             .map(|t| format!("Bearer {t}").parse())
             .transpose()
@@ -88,7 +128,12 @@ impl ClientFlags {
         };
         endpoint.connect().await.map_err(|e| {
             let reason = courier_kit::tls::error_chain(&e);
-            anyhow::anyhow!("UNAVAILABLE: cannot connect to {}: {reason}", self.server)
+            let hint = if reason.contains("refused") {
+                "\n  nothing listens there: start a server with `courier up`, or point --server (COURIER_SERVER_URL) at one"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("UNAVAILABLE: cannot connect to {}: {reason}{hint}", self.server)
         })
     }
 }
@@ -140,6 +185,11 @@ pub fn describe_status(status: &tonic::Status) -> anyhow::Error {
     }
     if let Some(info) = details.error_info() {
         text.push_str(&format!("\n  reason: {}", info.reason));
+    }
+    if status.code() == tonic::Code::Unauthenticated {
+        if let Some(source) = TOKEN_SOURCE.get() {
+            text.push_str(&format!("\n  {source}"));
+        }
     }
     anyhow::anyhow!(text)
 }

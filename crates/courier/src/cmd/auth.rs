@@ -69,33 +69,41 @@ pub fn check_up_without_auth(config: &ServeConfig) -> anyhow::Result<()> {
     )
 }
 
-/// What `courier up` prints about its development auth, and the flags the CLI needs to find its token.
+/// `courier up`'s development auth, planned before anything binds and written to the data dir only after the
+/// listeners are bound ([`DevAuth::persist`]): an `up` that cannot bind changes nothing on disk, so the token file
+/// another `up` (the one holding the port) wrote stays valid.
 pub struct DevAuth {
     /// Startup lines.
     pub lines: Vec<String>,
     /// Appended to the startup line's CLI example: `--data-dir DIR` unless the data dir is the CLI's default.
     pub cli_flags: String,
+    dir: std::path::PathBuf,
+    secret_path: std::path::PathBuf,
+    /// A secret made now because the data dir has none yet; written by `persist`.
+    new_secret: Option<String>,
+    token_path: std::path::PathBuf,
+    token: String,
 }
 
 /// `courier up`'s authentication when no `[auth]` is configured: a development secret kept in the data dir
 /// (created once, mode 0600) turns `[auth]` on, and a token with every scope is written next to it (`token`, mode
 /// 0600), where the CLI looks (its `--data-dir`, default ./courier-data). The token is signed afresh at each start;
-/// the secret stays, so tokens from earlier starts keep working until they expire.
+/// the secret stays, so tokens from earlier starts keep working until they expire. Reads only; see [`DevAuth`].
 pub fn dev_auth(config: &mut ServeConfig) -> anyhow::Result<DevAuth> {
-    let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data dir {}", dir.display()))?;
+    let dir = config.data_dir.clone();
     let secret_path = dir.join(DEV_SECRET_FILE);
-    if !secret_path.exists() {
-        write_private(&secret_path, courier_kit::auth::token::new_secret().as_bytes())?;
-    }
+    let (secret, new_secret) = if secret_path.exists() {
+        (read_secret(&secret_path)?, None)
+    } else {
+        let secret = courier_kit::auth::token::new_secret();
+        (secret.as_bytes().to_vec(), Some(secret))
+    };
     config.auth.secret_file = Some(secret_path.clone());
-    let secret = read_secret(&secret_path)?;
     let scopes: Vec<String> = ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect();
     let claims = TokenClaims::new(DEV_SUBJECT, &scopes, DEV_TOKEN_TTL);
     let token = sign_hs256(&claims, &secret).context("signing the development token")?;
     let token_path = dir.join(DEV_TOKEN_FILE);
-    write_private(&token_path, token.as_bytes())?;
-    let cli_flags = if *dir == std::path::Path::new(DEFAULT_DATA_DIR) {
+    let cli_flags = if dir == std::path::Path::new(DEFAULT_DATA_DIR) {
         String::new()
     } else {
         format!(" --data-dir {}", dir.display())
@@ -113,7 +121,18 @@ pub fn dev_auth(config: &mut ServeConfig) -> anyhow::Result<DevAuth> {
             token_path.display()
         ),
     ];
-    Ok(DevAuth { lines, cli_flags })
+    Ok(DevAuth { lines, cli_flags, dir, secret_path, new_secret, token_path, token })
+}
+
+impl DevAuth {
+    /// Writes the secret (when new) and the token: called once the listeners are bound, before the keys are read.
+    pub fn persist(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating the data dir {}", self.dir.display()))?;
+        if let Some(secret) = &self.new_secret {
+            write_private(&self.secret_path, secret.as_bytes())?;
+        }
+        write_private(&self.token_path, self.token.as_bytes())
+    }
 }
 
 /// The data dir the server and the CLI use when told nothing (relative to the working directory).

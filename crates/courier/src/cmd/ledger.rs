@@ -27,9 +27,16 @@ pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
     let LedgerCommand::Check(args) = command;
     let config = args.flags.load()?;
     let url = config.database_url();
-    let pool = courier_payments::open_store(&DbConfig::new(&url))
-        .await
-        .with_context(|| format!("opening the payments store at {}", redact_url(&url)))?;
+    let shown = redact_url(&url);
+    // Read-only: a mistyped --data-dir must not create an empty store that then checks as healthy.
+    let pool = courier_kit::db::open_existing(&DbConfig::new(&url)).await.with_context(|| {
+        format!("no payments store at {shown}: check --data-dir / --database-url (or COURIER_DATA_DIR / COURIER_DATABASE_URL)")
+    })?;
+    if !courier_payments::ledger::has_ledger(&pool).await {
+        anyhow::bail!(
+            "the store at {shown} has no ledger: it was never served by `courier up` or `courier serve payments`"
+        );
+    }
     match courier_payments::ledger::check(&pool).await.context("reading the ledger")? {
         Ok(summary) => {
             println!(

@@ -68,8 +68,8 @@ async fn run(
     admin: Option<SocketAddr>,
     dev: Option<super::auth::DevAuth>,
 ) -> anyhow::Result<()> {
-    let (mut notes, cli_flags) = match dev {
-        Some(dev) => (dev.lines, dev.cli_flags),
+    let (mut notes, cli_flags) = match &dev {
+        Some(dev) => (dev.lines.clone(), dev.cli_flags.clone()),
         None => (Vec::new(), String::new()),
     };
     // Kept to the end: dropping it exports the spans still queued.
@@ -89,17 +89,25 @@ async fn run(
     // Certificates read and the loopback rule applied before binding: an unsafe or broken setup binds nothing.
     let transport = Transport::load(config)?;
     super::auth::check_unauthenticated(config)?;
-    // Keys read and checked before binding too; payments' own token for users and risk.
-    let authenticator = config.auth.authenticator()?;
-    let service_token = super::auth::service_token(config)?;
     // Bound first: in `courier up`, payments calls UserService at this very address.
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!("binding {} (is another courier running? choose another address with --listen)", config.listen)
+    })?;
     let addr = listener.local_addr()?;
     // Bound before the stores open, like the gRPC port, so a taken port stops the process at once.
     let admin_listener = match admin {
-        Some(admin) => Some(TcpListener::bind(admin).await.with_context(|| format!("binding the admin port {admin}"))?),
+        Some(admin) => Some(TcpListener::bind(admin).await.with_context(|| {
+            format!("binding the admin port {admin} (choose another with --admin-listen ADDR, or --admin-listen off)")
+        })?),
         None => None,
     };
+    // Only now does anything touch the data dir: an `up` that could not bind leaves the running one's token alone.
+    if let Some(dev) = &dev {
+        dev.persist()?;
+    }
+    // Keys read and checked before anything is served; payments' own token for users and risk.
+    let authenticator = config.auth.authenticator()?;
+    let service_token = super::auth::service_token(config)?;
 
     let mut set = ServiceSet::default();
     set.describe(courier_proto::FILE_DESCRIPTOR_SET);
