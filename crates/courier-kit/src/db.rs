@@ -62,6 +62,11 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
                 Ok(())
             })
         })
+        // A connection that comes back still inside a transaction is closed, never reused. After a failed COMMIT or
+        // ROLLBACK (SQLITE_FULL, a broken socket) sqlx's transaction depth no longer matches the database's: the
+        // next `begin()` would be a SAVEPOINT inside a transaction that never ends, its `commit()` a RELEASE that
+        // commits nothing, and the open transaction would hold SQLite's write lock until the process restarts.
+        .after_release(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
         .connect(&url)
         .await?;
     let mut migrator = Migrator::DEFAULT;
