@@ -76,6 +76,20 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
     Ok(pool)
 }
 
+/// True when `error` says the database could not be reached or the connection broke (rather than the database
+/// answering an error): a statement that failed this way on a read applied nothing and may be retried.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
 /// True when the pool talks to SQLite (for the few statements that differ).
 pub fn is_sqlite(pool: &AnyPool) -> bool {
     pool.connect_options().database_url.scheme() == "sqlite"
