@@ -162,7 +162,7 @@ async fn commit(
         // The connection broke during COMMIT: it may have committed. Ask the database.
         Attempt::Commit(error, done) => match stage.last_event() {
             None => Err(Failed::NotCommitted(error)),
-            Some(last) => match committed(pool, last).await {
+            Some(last) => match committed_retrying(pool, last).await {
                 Ok(true) => {
                     tracing::warn!(target: "courier::ledger", %error, "the COMMIT's answer was lost; it had committed");
                     Ok(done)
@@ -204,6 +204,25 @@ async fn attempt(
     }
     tracing::trace!(target: "courier::ledger", operations = batch.len(), last_sequence, "batch committed");
     Ok((answers, last_sequence, decided))
+}
+
+/// How long the writer keeps asking whether a batch whose COMMIT answer was lost committed: long enough to ride
+/// out a brief network cut, short enough that the callers (Authorize's default budget is 250 ms) still hear an
+/// answer; past it they hear "outcome unknown".
+const CHECK_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// [`committed`], retried until [`CHECK_FOR`] has passed.
+async fn committed_retrying(pool: &AnyPool, last: &EventRow) -> Result<bool, sqlx::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = tokio::time::timeout(CHECK_FOR, committed(pool, last)).await;
+        match attempt {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(error)) if started.elapsed() >= CHECK_FOR => return Err(error),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            Ok(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+        }
+    }
 }
 
 /// Whether the batch whose last event is `last` committed, asked on a fresh connection while holding the ledger
