@@ -62,6 +62,11 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
                 Ok(())
             })
         })
+        // A connection that comes back still inside a transaction is closed, never reused. After a failed COMMIT or
+        // ROLLBACK (SQLITE_FULL, a broken socket) sqlx's transaction depth no longer matches the database's: the
+        // next `begin()` would be a SAVEPOINT inside a transaction that never ends, its `commit()` a RELEASE that
+        // commits nothing, and the open transaction would hold SQLite's write lock until the process restarts.
+        .after_release(|conn, _meta| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }))
         .connect(&url)
         .await?;
     let mut migrator = Migrator::DEFAULT;
@@ -69,6 +74,20 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
     migrator.set_ignore_missing(true);
     migrator.run(&pool).await?;
     Ok(pool)
+}
+
+/// True when `error` says the database could not be reached or the connection broke (rather than the database
+/// answering an error): a statement that failed this way on a read applied nothing and may be retried.
+pub fn is_unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// True when the pool talks to SQLite (for the few statements that differ).

@@ -139,6 +139,10 @@ pub enum LedgerError {
     /// The batch holding this operation did not commit; nothing of it was applied.
     #[error("the ledger could not commit: {0}")]
     Unavailable(String),
+    /// The batch's COMMIT was sent but its answer was lost, and the ledger could not find out whether it applied.
+    /// A retry with the same idempotency key is safe and tells.
+    #[error("outcome unknown: retry with the same idempotency key")]
+    OutcomeUnknown,
     /// A read failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),

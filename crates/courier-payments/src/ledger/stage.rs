@@ -201,6 +201,11 @@ impl Stage {
         self.events.push(event);
     }
 
+    /// The batch's last event, if it made any (how the writer recognises its batch after a lost COMMIT answer).
+    pub fn last_event(&self) -> Option<&EventRow> {
+        self.events.last()
+    }
+
     /// Writes every change: one multi-row statement per table (per chunk of rows), new rows inserted and changed
     /// rows updated by the same upsert. `now` stamps the new idempotency keys.
     pub async fn flush(&mut self, conn: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {

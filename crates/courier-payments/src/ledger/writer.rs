@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::Tx;
 use super::metrics::Decided;
-use super::stage::Stage;
+use super::stage::{EventRow, Stage};
 use super::{Done, LedgerError, Op};
 use crate::config::PaymentsConfig;
 use crate::model::Clock;
@@ -86,10 +86,20 @@ async fn run(
                     let _ = job.reply.send(answer);
                 }
             }
-            Err(error) => {
+            Err(Failed::NotCommitted(error)) => {
                 tracing::error!(target: "courier::ledger", %error, operations = batch.len(), "batch rolled back");
+                let message = not_committed_message(&error);
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(LedgerError::Unavailable("the batch did not commit".into())));
+                    let _ = job.reply.send(Err(LedgerError::Unavailable(message.clone())));
+                }
+            }
+            Err(Failed::Unknown(error)) => {
+                tracing::error!(
+                    target: "courier::ledger", %error, operations = batch.len(),
+                    "the COMMIT's answer was lost and checking whether it applied failed: outcome unknown"
+                );
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(LedgerError::OutcomeUnknown));
                 }
             }
         }
@@ -98,23 +108,156 @@ async fn run(
 
 type Answers = Vec<Result<Done, LedgerError>>;
 
+/// Why a batch has no answers.
+enum Failed {
+    /// Proven not committed: nothing of the batch was applied.
+    NotCommitted(sqlx::Error),
+    /// The COMMIT was sent, its answer was lost, and finding out whether it applied failed too.
+    Unknown(sqlx::Error),
+}
+
+/// Where an attempt failed.
+enum Attempt {
+    /// Before COMMIT was sent: the transaction never committed.
+    BeforeCommit(sqlx::Error),
+    /// COMMIT itself failed; the answers hold if it committed after all.
+    Commit(sqlx::Error, (Answers, i64, Vec<Decided>)),
+}
+
 async fn commit(
     pool: &AnyPool,
     stage: &mut Stage,
     config: &PaymentsConfig,
     clock: &Clock,
     batch: &[Job],
-) -> Result<(Answers, i64, Vec<Decided>), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let mut transaction = conn.begin().await?;
-    let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await?;
-    tx.prefetch(batch.iter().map(|job| &job.op)).await?;
+) -> Result<(Answers, i64, Vec<Decided>), Failed> {
+    let mut conn = pool.acquire().await.map_err(Failed::NotCommitted)?;
+    if conn.is_in_transaction() {
+        // The pool closes such connections when they come back (courier_kit::db); never build on one.
+        discard(conn).await;
+        conn = pool.acquire().await.map_err(Failed::NotCommitted)?;
+    }
+    let attempt = attempt(&mut conn, stage, config, clock, batch).await;
+    let error = match attempt {
+        // A COMMIT that "succeeded" with the connection still in a transaction was a RELEASE inside a transaction
+        // that never ends: nothing is durable. Closing the connection rolls that transaction back.
+        Ok(_) if conn.is_in_transaction() => {
+            discard(conn).await;
+            let message = "the commit left the connection inside a transaction; it was rolled back";
+            return Err(Failed::NotCommitted(sqlx::Error::Protocol(message.into())));
+        }
+        Ok(done) => return Ok(done),
+        Err(error) => error,
+    };
+    // Any failure: this connection's state (its transaction depth, an aborted or half-open transaction, a broken
+    // socket) is no longer trusted. Closing it ends whatever transaction the database still holds for it, and the
+    // next batch gets a fresh connection, so the writer serves again as soon as the database can.
+    discard(conn).await;
+    match error {
+        Attempt::BeforeCommit(error) => Err(Failed::NotCommitted(error)),
+        // An error the database answered (SQLITE_FULL, a serialization failure) means it did not commit; so does
+        // any failed COMMIT on SQLite, whose COMMIT runs in this process.
+        Attempt::Commit(error @ sqlx::Error::Database(_), _) => Err(Failed::NotCommitted(error)),
+        Attempt::Commit(error, _) if courier_kit::db::is_sqlite(pool) => Err(Failed::NotCommitted(error)),
+        // The connection broke during COMMIT: it may have committed. Ask the database.
+        Attempt::Commit(error, done) => match stage.last_event() {
+            None => Err(Failed::NotCommitted(error)),
+            Some(last) => match committed_retrying(pool, last).await {
+                Ok(true) => {
+                    tracing::warn!(target: "courier::ledger", %error, "the COMMIT's answer was lost; it had committed");
+                    Ok(done)
+                }
+                Ok(false) => Err(Failed::NotCommitted(error)),
+                Err(check) => {
+                    tracing::warn!(target: "courier::ledger", %check, "checking whether the batch committed failed");
+                    Err(Failed::Unknown(error))
+                }
+            },
+        },
+    }
+}
+
+/// Closes a pooled connection instead of returning it (the pool opens a replacement when needed).
+async fn discard(conn: sqlx::pool::PoolConnection<sqlx::Any>) {
+    let _ = conn.detach().close_hard().await;
+}
+
+/// Applies the batch in one transaction on `conn` and commits it.
+async fn attempt(
+    conn: &mut sqlx::AnyConnection,
+    stage: &mut Stage,
+    config: &PaymentsConfig,
+    clock: &Clock,
+    batch: &[Job],
+) -> Result<(Answers, i64, Vec<Decided>), Attempt> {
+    let before = Attempt::BeforeCommit;
+    let mut transaction = conn.begin().await.map_err(before)?;
+    let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await.map_err(before)?;
+    tx.prefetch(batch.iter().map(|job| &job.op)).await.map_err(before)?;
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
-        answers.push(tx.apply(&job.op).await?);
+        answers.push(tx.apply(&job.op).await.map_err(before)?);
     }
-    let (last_sequence, decided) = tx.finish().await?;
-    transaction.commit().await?;
+    let (last_sequence, decided) = tx.finish().await.map_err(before)?;
+    if let Err(error) = transaction.commit().await {
+        return Err(Attempt::Commit(error, (answers, last_sequence, decided)));
+    }
     tracing::trace!(target: "courier::ledger", operations = batch.len(), last_sequence, "batch committed");
     Ok((answers, last_sequence, decided))
+}
+
+/// How long the writer keeps asking whether a batch whose COMMIT answer was lost committed: long enough to ride
+/// out a brief network cut, short enough that the callers (Authorize's default budget is 250 ms) still hear an
+/// answer; past it they hear "outcome unknown".
+const CHECK_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// [`committed`], retried until [`CHECK_FOR`] has passed.
+async fn committed_retrying(pool: &AnyPool, last: &EventRow) -> Result<bool, sqlx::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let attempt = tokio::time::timeout(CHECK_FOR, committed(pool, last)).await;
+        match attempt {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(error)) if started.elapsed() >= CHECK_FOR => return Err(error),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            Ok(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+        }
+    }
+}
+
+/// Whether the batch whose last event is `last` committed, asked on a fresh connection while holding the ledger
+/// lock (so a COMMIT still in flight on the server has finished, one way or the other). Sequence numbers are
+/// gap-free, so after a failed batch another writer reuses them: the event at that sequence must be this batch's.
+async fn committed(pool: &AnyPool, last: &EventRow) -> Result<bool, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut transaction = conn.begin().await?;
+    sqlx::query("UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1").execute(&mut *transaction).await?;
+    let row: Option<(i64, String, String, i64)> =
+        sqlx::query_as("SELECT type, account_id, authorization_id, amount FROM events WHERE sequence = $1")
+            .bind(last.sequence)
+            .fetch_optional(&mut *transaction)
+            .await?;
+    transaction.rollback().await?;
+    Ok(row.is_some_and(|(kind, account_id, authorization_id, amount)| {
+        kind == last.kind as i64
+            && account_id == last.account_id
+            && authorization_id == last.authorization_id
+            && amount == last.amount
+    }))
+}
+
+/// What callers of a batch that did not commit hear; a full disk says so, since freeing space is the fix.
+fn not_committed_message(error: &sqlx::Error) -> String {
+    let disk_full = match error {
+        // SQLITE_FULL is 13 (extended codes keep it in the low byte); PostgreSQL's disk_full is 53100.
+        sqlx::Error::Database(e) => {
+            e.code().is_some_and(|code| code == "53100" || code.parse::<i32>().is_ok_and(|c| c & 0xff == 13))
+        }
+        _ => false,
+    };
+    if disk_full {
+        "the ledger's disk is full: the batch did not commit and nothing was applied; retry once space is freed".into()
+    } else {
+        "the batch did not commit: nothing was applied".into()
+    }
 }

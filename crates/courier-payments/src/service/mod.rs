@@ -117,6 +117,12 @@ pub(crate) fn to_status(error: LedgerError) -> Status {
             status::with_reason(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", ERROR_DOMAIN, error.to_string())
         }
         LedgerError::Unavailable(message) => Status::unavailable(message),
+        // Not UNAVAILABLE, which promises nothing was applied: the operation may have committed.
+        error @ LedgerError::OutcomeUnknown => Status::deadline_exceeded(error.to_string()),
+        // A read that could not reach the database changed nothing: retryable, like a batch that did not commit.
+        LedgerError::Database(error) if courier_kit::db::is_unreachable(&error) => {
+            Status::unavailable(format!("the ledger's database is unreachable: {error}"))
+        }
         error @ LedgerError::Database(_) => status::internal("reading the ledger", &error),
     }
 }

@@ -1,0 +1,172 @@
+//! Lost COMMITs on PostgreSQL (issue 11 §2): courier reaches PostgreSQL through a TCP proxy whose connections are
+//! cut, again and again, under Authorize load.
+//!
+//! Wanted: every APPROVED answer exists afterwards (its key replays the same authorization); every UNAVAILABLE
+//! answer applied nothing (a retry with its key makes a new authorization, created after the refusal); an
+//! unknown outcome is DEADLINE_EXCEEDED, never UNAVAILABLE; `courier ledger check` passes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use courier_proto::payments::v1 as pb;
+use courier_tests::payments::authorize_request;
+use courier_tests::process::CourierProcess;
+use courier_tests::proxy::Proxy;
+
+const BIN: &str = env!("CARGO_BIN_EXE_courier");
+
+const PERMISSIVE_RULES: &str = "[rollout]\nactive = \"permissive\"\n\n[[rule_set]]\nversion = \"permissive\"\n";
+
+fn up(database_url: &str, data_dir: &str) -> CourierProcess {
+    let rules = std::env::temp_dir().join(format!("courier-permissive-pg-{}.toml", std::process::id()));
+    std::fs::write(&rules, PERMISSIVE_RULES).expect("write rules");
+    let args = [
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+        "--data-dir",
+        data_dir,
+    ];
+    let env = [
+        ("COURIER_RISK__RULES_FILE", rules.to_str().expect("utf-8 path")),
+        ("COURIER_PAYMENTS__USERS_TIMEOUT", "5s"),
+        ("COURIER_PAYMENTS__RISK_TIMEOUT", "5s"),
+        // Warmed once, the holder's status outlives the test: the cuts hit the ledger, not the holder lookup.
+        ("COURIER_PAYMENTS__HOLDER_CACHE_TTL", "10min"),
+        ("COURIER_DATABASE_MAX_CONNECTIONS", "8"),
+    ];
+    CourierProcess::start_with_env(BIN, &args, &env)
+}
+
+fn within<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+#[derive(Default)]
+struct Seen {
+    approved: Vec<(pb::AuthorizeRequest, pb::Authorization)>,
+    /// Refused UNAVAILABLE, with when the refusal came: nothing may have been applied.
+    unavailable: Vec<(pb::AuthorizeRequest, SystemTime)>,
+    /// Every other failure: code and how long the call took.
+    other: Vec<(tonic::Code, Duration)>,
+    /// How long each UNAVAILABLE took.
+    unavailable_took: Vec<Duration>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn postgres_connections_cut_mid_load_lose_nothing_and_refuse_truthfully() {
+    let database = courier_tests::Backend::Postgres.database().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxied = database.url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
+    assert_ne!(proxied, database.url, "the test database is at 127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let server = up(&proxied, dir.path().to_str().unwrap());
+    let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
+    // Warm the holder cache (another currency declines 13 and moves no money).
+    let mut warm = authorize_request(&account_id, 1);
+    warm.currency = "EUR".into();
+    server.payments().authorize(within(warm, Duration::from_secs(30))).await.expect("warm-up");
+
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (mut payments, account_id, seen, stop) =
+                (server.payments(), account_id.clone(), seen.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let request = authorize_request(&account_id, 1);
+                    let started = Instant::now();
+                    let answer = payments.authorize(within(request.clone(), Duration::from_secs(1))).await;
+                    let mut seen = seen.lock().unwrap();
+                    match answer {
+                        Ok(answer) => {
+                            let authorization = answer.into_inner().authorization.expect("authorization");
+                            if authorization.decision() == pb::Decision::Approved {
+                                seen.approved.push((request, authorization));
+                            }
+                        }
+                        Err(status) if status.code() == tonic::Code::Unavailable => {
+                            seen.unavailable.push((request, SystemTime::now()));
+                            seen.unavailable_took.push(started.elapsed());
+                        }
+                        Err(status) => seen.other.push((status.code(), started.elapsed())),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Cut repeatedly, each time once the load made progress since the last one.
+    for _ in 0..6 {
+        let before = seen.lock().unwrap().approved.len();
+        let progress = Instant::now();
+        while seen.lock().unwrap().approved.len() < before + 20 {
+            assert!(progress.elapsed() < Duration::from_secs(60), "the load made no progress after a cut");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy.cut(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let slowest_refusal = seen.unavailable_took.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "{} approved, {} unavailable (slowest {slowest_refusal:?}), {} other: {:?}",
+        seen.approved.len(),
+        seen.unavailable.len(),
+        seen.other.len(),
+        seen.other.iter().take(10).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.other.iter().all(|(code, _)| *code == tonic::Code::DeadlineExceeded),
+        "a cut answers UNAVAILABLE (nothing applied) or DEADLINE_EXCEEDED (unknown): {:?}",
+        seen.other.iter().take(10).collect::<Vec<_>>()
+    );
+
+    assert!(
+        slowest_refusal < Duration::from_millis(500),
+        "a refusal during a cut comes fast, well before the 1 s deadline: the slowest took {slowest_refusal:?}"
+    );
+
+    let mut payments = server.payments();
+    for (request, acked) in &seen.approved {
+        let replay = served(&mut payments, request).await;
+        assert_eq!(replay.id, acked.id, "an acknowledged approval was lost");
+    }
+    for (request, refused_at) in &seen.unavailable {
+        let retry = served(&mut payments, request).await;
+        let created = retry.created_at.expect("created_at");
+        let created = SystemTime::UNIX_EPOCH + Duration::new(created.seconds as u64, created.nanos as u32);
+        assert!(created >= *refused_at, "an UNAVAILABLE answer had applied: its hold predates the refusal");
+    }
+    drop(server);
+    courier_tests::process::ledger_check(BIN, &["--database-url", database.url.as_str()]);
+    database.cleanup().await;
+}
+
+/// Authorize, retrying UNAVAILABLE (which applied nothing) while the last cut's refusal window passes.
+async fn served(
+    payments: &mut pb::payment_service_client::PaymentServiceClient<courier_tests::bearer::AuthChannel>,
+    request: &pb::AuthorizeRequest,
+) -> pb::Authorization {
+    let started = Instant::now();
+    loop {
+        match payments.authorize(within(request.clone(), Duration::from_secs(30))).await {
+            Ok(answer) => return answer.into_inner().authorization.expect("authorization"),
+            Err(status) if status.code() == tonic::Code::Unavailable && started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("authorize after the cuts: {status:?}"),
+        }
+    }
+}
