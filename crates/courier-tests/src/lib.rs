@@ -13,3 +13,4 @@ pub use server::{TestOptions, TestServer};
 pub mod logs;
 pub mod payments;
 pub mod process;
+pub mod proxy;
