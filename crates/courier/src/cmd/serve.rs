@@ -125,8 +125,8 @@ async fn run(
                 let relay = courier_outbox::start(pool.clone(), &database_url, config.outbox.clone()).await?;
                 if relay.is_some() {
                     notes.push(format!(
-                        "courier: outbox publishes events to {:?} at {} ({})",
-                        config.outbox.broker,
+                        "courier: outbox publishes events to {} at {} ({})",
+                        format!("{:?}", config.outbox.broker).to_lowercase(),
                         redact_url(&config.outbox.url),
                         if config.outbox.required { "required" } else { "optional" }
                     ));
