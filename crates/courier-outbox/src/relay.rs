@@ -24,8 +24,8 @@ use crate::config::{Broker, OutboxConfig};
 use crate::metrics::RELAY;
 use crate::sink::Sink;
 
-/// The advisory lock key of the relay on PostgreSQL ("courier outbox").
-const PG_LOCK_KEY: i64 = 0x636f_7572_6f62_7831;
+/// The first half of the relay's advisory lock key on PostgreSQL ("cobx"); the second is the schema's hash.
+const PG_LOCK_CLASS: i32 = 0x636f_6278;
 
 /// How often a standby relay tries for the lock, and how often the holder checks its lock connection.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
@@ -244,8 +244,13 @@ impl Lock {
                     *held = None;
                 }
                 let Ok(mut conn) = pool.acquire().await else { return false };
+                // Advisory locks are per database, and courier's tables live in a schema (the search path): the key
+                // names both, so deployments in different schemas of one database each get their relay.
                 let locked: Result<bool, _> =
-                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(PG_LOCK_KEY).fetch_one(&mut *conn).await;
+                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                        .bind(PG_LOCK_CLASS)
+                        .fetch_one(&mut *conn)
+                        .await;
                 if matches!(locked, Ok(true)) {
                     tracing::info!(target: "courier::outbox", "outbox relay active (advisory lock taken)");
                     *checked = std::time::Instant::now();

@@ -25,11 +25,18 @@ const RABBITMQ: &str = "127.0.0.1:5672";
 const PERMISSIVE_RULES: &str = "[rollout]\nactive = \"permissive\"\n\n[[rule_set]]\nversion = \"permissive\"\n";
 
 fn up(data_dir: &str, addr: &str, exchange: &str) -> CourierProcess {
+    up_on(data_dir, addr, exchange, &[])
+}
+
+fn up_on(data_dir: &str, addr: &str, exchange: &str, store: &[&str]) -> CourierProcess {
     let rules = std::path::Path::new(data_dir).join("permissive-rules.toml");
     std::fs::write(&rules, PERMISSIVE_RULES).expect("write rules");
     let url = format!("amqp://guest:guest@{addr}/%2f");
-    let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir];
+    let mut args = vec!["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir];
+    args.extend_from_slice(store);
     let env = [
+        ("COURIER_DATABASE_MAX_CONNECTIONS", "8"),
+        ("COURIER_PAYMENTS__HOLDER_CACHE_TTL", "10min"),
         ("COURIER_OUTBOX__BROKER", "rabbitmq"),
         ("COURIER_OUTBOX__URL", url.as_str()),
         ("COURIER_OUTBOX__EXCHANGE", exchange),
@@ -53,7 +60,12 @@ async fn store(data_dir: &str) -> sqlx::AnyConnection {
 }
 
 async fn last_sequence(data_dir: &str) -> i64 {
-    let mut conn = store(data_dir).await;
+    last_sequence_at(&format!("sqlite://{data_dir}/courier.db")).await
+}
+
+async fn last_sequence_at(url: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.expect("open the store");
     sqlx::query_scalar("SELECT COALESCE(MAX(sequence), 0) FROM events").fetch_one(&mut conn).await.expect("max")
 }
 
@@ -265,5 +277,46 @@ async fn sigkill_between_commit_and_confirm_rabbitmq_delivers_every_event() {
     consumer.assert_received_events_1_to(last).await;
     server.kill();
     ledger_check(BIN, &["--data-dir", &data_dir]);
+    consumer.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and RabbitMQ"]
+async fn two_replicas_on_one_postgres_one_relay_publishes_to_rabbitmq() {
+    let exchange = exchange("replicas");
+    let consumer = Consumer::start(&exchange).await;
+    let database = courier_tests::Backend::Postgres.database().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let store = ["--database-url", database.url.as_str()];
+    let mut servers: Vec<CourierProcess> =
+        dirs.iter().map(|dir| up_on(dir.path().to_str().unwrap(), RABBITMQ, &exchange, &store)).collect();
+    let account = funded_account(&servers[0], &servers[0], 1_000_000_000).await;
+    let load = |servers: &[CourierProcess], rounds: usize| {
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let (mut payments, account) = (servers[i % servers.len()].payments(), account.clone());
+                tokio::spawn(async move {
+                    for _ in 0..rounds {
+                        payments.authorize(patient(authorize_request(&account, 1))).await.expect("authorize");
+                    }
+                })
+            })
+            .collect();
+        futures::future::join_all(tasks)
+    };
+    load(&servers, 50).await;
+    let last = last_sequence_at(&database.url).await;
+    consumer.assert_received_events_1_to(last).await;
+    // Both replicas run a relay; had both published, the rows they both read would have arrived twice.
+    assert_eq!(consumer.received.lock().unwrap().len() as i64, last, "one relay published, each event once");
+
+    // The other replica's relay takes over from a dead one (whichever of the two held the lock).
+    servers.remove(0).kill();
+    load(&servers, 50).await;
+    let last = last_sequence_at(&database.url).await;
+    consumer.assert_received_events_1_to(last).await;
+    drop(servers);
+    ledger_check(BIN, &store);
+    database.cleanup().await;
     consumer.delete().await;
 }
