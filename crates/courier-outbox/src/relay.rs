@@ -112,7 +112,8 @@ async fn run(pool: AnyPool, config: OutboxConfig, mut sink: Option<Sink>, mut lo
             }
         };
         if events.is_empty() {
-            if pruned_at.elapsed() >= PRUNE_INTERVAL {
+            // Once a minute, or as often as a shorter retention asks (it is checked when the relay is idle).
+            if pruned_at.elapsed() >= PRUNE_INTERVAL.min(config.retention) {
                 pruned_at = std::time::Instant::now();
                 if let Err(error) = prune(&pool, config.retention).await {
                     tracing::warn!(target: "courier::outbox", %error, "pruning the outbox failed");

@@ -27,6 +27,10 @@ fn names(test: &str) -> (String, String) {
 const PERMISSIVE_RULES: &str = "[rollout]\nactive = \"permissive\"\n\n[[rule_set]]\nversion = \"permissive\"\n";
 
 fn up(data_dir: &str, url: &str, stream: &str, prefix: &str) -> CourierProcess {
+    up_with(data_dir, url, stream, prefix, "24h")
+}
+
+fn up_with(data_dir: &str, url: &str, stream: &str, prefix: &str, retention: &str) -> CourierProcess {
     let rules = std::path::Path::new(data_dir).join("permissive-rules.toml");
     std::fs::write(&rules, PERMISSIVE_RULES).expect("write rules");
     let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir];
@@ -35,6 +39,7 @@ fn up(data_dir: &str, url: &str, stream: &str, prefix: &str) -> CourierProcess {
         ("COURIER_OUTBOX__URL", url),
         ("COURIER_OUTBOX__STREAM", stream),
         ("COURIER_OUTBOX__SUBJECT_PREFIX", prefix),
+        ("COURIER_OUTBOX__RETENTION", retention),
         ("COURIER_RISK__RULES_FILE", rules.to_str().expect("utf-8 path")),
         ("COURIER_PAYMENTS__USERS_TIMEOUT", "5s"),
         ("COURIER_PAYMENTS__RISK_TIMEOUT", "5s"),
@@ -48,11 +53,15 @@ fn patient<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-/// The last committed event's sequence, read from the SQLite store.
-async fn last_sequence(data_dir: &str) -> i64 {
+async fn store(data_dir: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{data_dir}/courier.db");
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("open the store");
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("open the store")
+}
+
+/// The last committed event's sequence, read from the SQLite store.
+async fn last_sequence(data_dir: &str) -> i64 {
+    let mut conn = store(data_dir).await;
     sqlx::query_scalar("SELECT COALESCE(MAX(sequence), 0) FROM events").fetch_one(&mut conn).await.expect("max")
 }
 
@@ -86,13 +95,26 @@ async fn assert_stream_holds_events_1_to(js: &jetstream::Context, stream: &str, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs NATS"]
-async fn every_committed_event_reaches_nats_once_in_sequence_order() {
+async fn every_committed_event_reaches_nats_once_in_order_none_for_a_rolled_back_batch() {
     let (stream, prefix) = names("order");
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let server = up(data_dir, &format!("nats://{NATS}"), &stream, &prefix);
+    let server = up_with(data_dir, &format!("nats://{NATS}"), &stream, &prefix, "1ms");
     let account = funded_account(&server, &server, 1_000_000).await;
     let mut payments = server.payments();
+    // A batch that fails at the database (a trigger refuses its event) rolls back whole: neither the event nor
+    // its outbox row exists, so nothing is published for it and no sequence number is skipped.
+    let mut conn = store(data_dir).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_666 BEFORE INSERT ON events WHEN NEW.amount = 666 \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let refused = payments.authorize(patient(authorize_request(&account, 666))).await.expect_err("rolled back");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    sqlx::query("DROP TRIGGER refuse_666").execute(&mut conn).await.unwrap();
     for i in 0..40 {
         let authorization =
             payments.authorize(patient(authorize_request(&account, 100))).await.unwrap().into_inner().authorization;
@@ -112,6 +134,17 @@ async fn every_committed_event_reaches_nats_once_in_sequence_order() {
     // The subject names the event type.
     let message = js.get_stream(&stream).await.unwrap().get_raw_message(3).await.unwrap();
     assert_eq!(message.subject.as_str(), format!("{prefix}.authorized"));
+    // Published rows are deleted after the retention (1 ms here); the events stay.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&mut conn).await.unwrap();
+        if rows == 0 {
+            break;
+        }
+        assert!(Instant::now() < end, "{rows} published outbox rows outlived the retention");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last_sequence(data_dir).await, 52);
     server.kill();
     ledger_check(BIN, &["--data-dir", data_dir]);
     js.delete_stream(&stream).await.expect("delete the test stream");
