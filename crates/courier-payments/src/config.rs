@@ -38,6 +38,11 @@ pub struct PaymentsConfig {
     pub stand_in_max_amount: i64,
     /// `stand_in`: most approved without risk per account per UTC day (minor units); beyond declines 91.
     pub stand_in_daily_limit: i64,
+    /// Whether each batch also writes its events to the `outbox` table (for the relay). Not read from the
+    /// `[payments]` table: set by the server from `[outbox] broker`, so rows are only written when something
+    /// publishes them.
+    #[serde(skip)]
+    pub outbox: bool,
 }
 
 /// The explicit fallback when RiskService cannot answer.
@@ -67,6 +72,7 @@ impl Default for PaymentsConfig {
             risk_fallback: Fallback::StandIn,
             stand_in_max_amount: 10_000,
             stand_in_daily_limit: 50_000,
+            outbox: false,
         }
     }
 }

@@ -9,6 +9,7 @@ use courier_kit::auth::AuthConfig;
 use courier_kit::logging::LogFormat;
 use courier_kit::server::ServerOptions;
 use courier_kit::tls::TlsConfig;
+use courier_outbox::OutboxConfig;
 use courier_payments::PaymentsConfig;
 use courier_risk::RiskConfig;
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub payments: PaymentsConfig,
     /// Risk rules file and memory bounds (the `[risk]` table).
     pub risk: RiskConfig,
+    /// Publishing ledger events to a broker (the `[outbox]` table; see docs/outbox.md). Default: no broker.
+    pub outbox: OutboxConfig,
     /// Certificates: served (`cert`, `key`, `client_ca` for mTLS) and trusted on outbound calls (`ca`,
     /// `client_cert`, `client_key`, `domain`). The `[tls]` table; empty means plaintext.
     pub tls: TlsConfig,
@@ -78,6 +81,7 @@ impl Default for ServeConfig {
             risk_url: String::new(),
             payments: PaymentsConfig::default(),
             risk: RiskConfig::default(),
+            outbox: OutboxConfig::default(),
             tls: TlsConfig::default(),
             allow_insecure: false,
             auth: AuthConfig::default(),

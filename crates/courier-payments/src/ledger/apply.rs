@@ -110,7 +110,7 @@ impl<'a> Tx<'a> {
     /// Writes the batch's changes and the last sequence number; returns it with the authorizations decided in
     /// this transaction.
     pub async fn finish(self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
-        self.stage.flush(self.conn, self.now).await?;
+        self.stage.flush(self.conn, self.now, self.config.outbox).await?;
         if self.sequence != self.first_sequence {
             sqlx::query("UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1")
                 .bind(self.sequence)

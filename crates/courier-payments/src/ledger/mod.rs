@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use check::{check, has_ledger, CheckSummary, Violation};
 pub use reads::AuthorizationFilter;
+/// For the outbox relay, which reads the events it publishes straight from the store.
+pub use rows::{event_from_row, EVENT_COLUMNS};
 pub use writer::WriterStats;
 
 use crate::config::PaymentsConfig;

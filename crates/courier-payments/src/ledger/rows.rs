@@ -14,7 +14,7 @@ pub(super) const AUTHORIZATION_COLUMNS: &str = "id, account_id, merchant_id, amo
      response_code, decline_reason, status, held_amount, captured_amount, available_after, description, \
      metadata_json, created_at_us, expires_at_us, resolved_at_us, decided_by, risk_score";
 
-pub(super) const EVENT_COLUMNS: &str =
+pub const EVENT_COLUMNS: &str =
     "sequence, type, account_id, authorization_id, amount, currency, response_code, occurred_at_us, decided_by";
 
 /// An account as the writer works on it.
@@ -107,7 +107,7 @@ pub(super) fn authorization_from_row(row: &AnyRow) -> Result<pb::Authorization, 
     })
 }
 
-pub(super) fn event_from_row(row: &AnyRow) -> Result<pb::Event, sqlx::Error> {
+pub fn event_from_row(row: &AnyRow) -> Result<pb::Event, sqlx::Error> {
     let kind: i64 = row.try_get("type")?;
     let decided_by: i64 = row.try_get("decided_by")?;
     Ok(pb::Event {

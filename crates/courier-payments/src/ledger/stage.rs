@@ -207,8 +207,9 @@ impl Stage {
     }
 
     /// Writes every change: one multi-row statement per table (per chunk of rows), new rows inserted and changed
-    /// rows updated by the same upsert. `now` stamps the new idempotency keys.
-    pub async fn flush(&mut self, conn: &mut AnyConnection, now: i64) -> Result<(), sqlx::Error> {
+    /// rows updated by the same upsert. `now` stamps the new idempotency keys. With `outbox`, the events are
+    /// also queued for the outbox relay.
+    pub async fn flush(&mut self, conn: &mut AnyConnection, now: i64, outbox: bool) -> Result<(), sqlx::Error> {
         let mut accounts: Vec<&AccountRow> = dirty_rows(&self.accounts);
         accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         for chunk in power_chunks(&accounts) {
@@ -277,6 +278,20 @@ impl Stage {
                     .bind(e.decided_by as i64);
             }
             query.execute(&mut *conn).await?;
+        }
+        if outbox {
+            if let (Some(first), Some(last)) = (self.events.first(), self.events.last()) {
+                // The batch's events are consecutive: one statement copies them into the outbox, in the same
+                // transaction (and the same commit) as the events themselves.
+                sqlx::query(
+                    "INSERT INTO outbox (sequence, created_at_us) \
+                     SELECT sequence, occurred_at_us FROM events WHERE sequence >= $1 AND sequence <= $2",
+                )
+                .bind(first.sequence)
+                .bind(last.sequence)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
 
         let keys: Vec<(&(String, String), &StoredKey)> = self

@@ -126,7 +126,20 @@ async fn run(
                 let pool = courier_payments::open_store(&config.db_config())
                     .await
                     .with_context(|| format!("opening the payments store at {}", redact_url(&database_url)))?;
-                let ledger = Ledger::start(pool, config.payments.clone(), Clock::system());
+                // With a broker configured, every batch also queues its events in the outbox (same transaction),
+                // and the relay publishes them; several replicas may run it, one publishes (docs/outbox.md).
+                let payments =
+                    courier_payments::PaymentsConfig { outbox: config.outbox.enabled(), ..config.payments.clone() };
+                let relay = courier_outbox::start(pool.clone(), &database_url, config.outbox.clone()).await?;
+                if relay.is_some() {
+                    notes.push(format!(
+                        "courier: outbox publishes events to {} at {} ({})",
+                        format!("{:?}", config.outbox.broker).to_lowercase(),
+                        redact_url(&config.outbox.url),
+                        if config.outbox.required { "required" } else { "optional" }
+                    ));
+                }
+                let ledger = Ledger::start(pool, payments, Clock::system());
                 ledger.spawn_sweeper();
                 let own = || transport.own_url(addr);
                 let users_urls = match url_list(&config.users_url) {
