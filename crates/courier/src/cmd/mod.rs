@@ -5,4 +5,5 @@ pub mod bench;
 pub mod dev;
 pub mod ledger;
 pub mod serve;
+pub mod slo;
 pub mod transport;
