@@ -7,3 +7,4 @@ pub mod ledger;
 pub mod serve;
 pub mod slo;
 pub mod transport;
+pub mod tyk;
