@@ -7,6 +7,9 @@ const PROTO_ROOT: &str = "../../proto";
 const FILES: &[&str] =
     &["courier/users/v1/users.proto", "courier/payments/v1/payments.proto", "courier/risk/v1/risk.proto"];
 
+const TYK_ROOT: &str = "../../third_party/tyk/coprocess/proto";
+const TYK_FILES: &[&str] = &["coprocess_object.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = FILES.iter().map(|f| PathBuf::from(PROTO_ROOT).join(f)).collect();
     let descriptors = protox::compile(&files, [PROTO_ROOT])?;
@@ -24,6 +27,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         .compile_fds(descriptors)?;
 
+    // Tyk's coprocess contract (vendored, MPL-2.0): its files import each other by bare name, so their directory
+    // is their include root. Only the server side is needed (courier is the plugin), and the client for tests.
+    let tyk: Vec<PathBuf> = TYK_FILES.iter().map(|f| PathBuf::from(TYK_ROOT).join(f)).collect();
+    let tyk = protox::compile(&tyk, [TYK_ROOT])?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(tyk)?;
+
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    println!("cargo:rerun-if-changed={TYK_ROOT}");
     Ok(())
 }

@@ -39,6 +39,9 @@ pub struct Report {
     /// steps per halving of the distance to 100 %): what [`crate::plot`] draws.
     #[serde(skip)]
     pub distribution: Vec<(f64, u64)>,
+    /// The answered calls' latencies, for questions the percentiles cannot answer exactly (see [`Report::within`]).
+    #[serde(skip)]
+    pub latency: Histogram<u64>,
 }
 
 impl Report {
@@ -68,7 +71,13 @@ impl Report {
                 .iter_quantiles(5)
                 .map(|step| (step.quantile_iterated_to() * 100.0, step.value_iterated_to()))
                 .collect(),
+            latency: histogram.clone(),
         }
+    }
+
+    /// How many answered calls took at most `limit`: the latency SLI, exact to the histogram's 3 digits.
+    pub fn within(&self, limit: Duration) -> u64 {
+        self.latency.count_between(0, limit.as_micros().try_into().unwrap_or(u64::MAX))
     }
 
     /// One markdown table row: scenario, mode, throughput, p50, p90, p99, p99.9, max (ms), errors.

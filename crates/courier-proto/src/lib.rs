@@ -31,5 +31,14 @@ pub mod risk {
     }
 }
 
+/// `coprocess`: Tyk's gRPC plugin contract (vendored under third_party/tyk, MPL-2.0), served by
+/// `courier serve tyk-plugin`.
+pub mod tyk {
+    /// The `coprocess` package as Tyk publishes it.
+    pub mod coprocess {
+        tonic::include_proto!("coprocess");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every courier proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/courier_descriptor.bin"));

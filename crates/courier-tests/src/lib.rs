@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bearer;
+pub mod http;
 pub mod server;
 
 pub use backend::Backend;

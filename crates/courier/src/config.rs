@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub service_token_file: Option<PathBuf>,
     /// Serve without `[auth]` on a non-loopback address anyway (something in front authenticates). Default false.
     pub no_auth: bool,
+    /// The Tyk plugin's hook name and required scopes (the `[tyk]` table; `courier serve tyk-plugin` only).
+    pub tyk: crate::cmd::tyk::TykConfig,
     /// OTLP/gRPC collector to export trace spans to, e.g. `http://127.0.0.1:4317`; empty means no export (ids are
     /// still assigned, logged and propagated).
     pub otlp_endpoint: String,
@@ -87,6 +89,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             service_token_file: None,
             no_auth: false,
+            tyk: crate::cmd::tyk::TykConfig::default(),
             otlp_endpoint: String::new(),
         }
     }

@@ -30,12 +30,17 @@ fn bench(server: &CourierProcess, extra: &[&str]) -> serde_json::Value {
 /// scenario's calls are answered, and a CI machine running other test binaries at once can queue a call past
 /// 250 ms, which would turn load into errors that say nothing about the bench.
 fn start() -> (tempfile::TempDir, CourierProcess) {
+    start_with("")
+}
+
+/// [`start`] with more of the config file (`extra`, TOML).
+fn start_with(extra: &str) -> (tempfile::TempDir, CourierProcess) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
     let config = dir.path().join("courier.toml");
     std::fs::write(
         &config,
-        "[server.deadlines.methods]\n\"/courier.payments.v1.PaymentService/Authorize\" = \"10s\"\n",
+        format!("[server.deadlines.methods]\n\"/courier.payments.v1.PaymentService/Authorize\" = \"10s\"\n{extra}"),
     )
     .unwrap();
     let config = config.to_str().unwrap().to_owned();
@@ -146,4 +151,34 @@ fn the_baseline_script_parses_and_explains_itself() {
     assert!(help.status.success());
     let usage = String::from_utf8_lossy(&help.stdout);
     assert!(usage.contains("--quick") && usage.contains("--duration"), "{usage}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_slo_measures_authorize_availability_and_fails_when_faults_spend_the_budget() {
+    let slo_of = |output: &Output| -> serde_json::Value {
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+        report["slo"].clone()
+    };
+    let args = ["--scenario", "authorize", "--accounts", "20", "--slo"];
+
+    let (_dir, healthy) = start();
+    let output = run_bench(&healthy, &args);
+    let slo = slo_of(&output);
+    assert_eq!(slo[0]["slo"], "authorize-availability", "{slo}");
+    assert_eq!((slo[0]["met"].as_bool(), slo[0]["measured"].as_f64()), (Some(true), Some(1.0)), "{slo}");
+    assert_eq!(slo[1]["slo"], "authorize-latency", "{slo}");
+    // Latency depends on the machine: only that it was measured, and that the exit status follows the verdicts.
+    assert!(slo[1]["measured"].as_f64().is_some_and(|m| (0.0..=1.0).contains(&m)), "{slo}");
+    assert_eq!(output.status.success(), slo[1]["met"].as_bool().unwrap(), "{slo}");
+
+    // One Authorize in ten fails: 90% against 99.9%.
+    let faults = "[server.faults.\"/courier.payments.v1.PaymentService/Authorize\"]\nerror = \"UNAVAILABLE\"\nerror_probability = 0.1\n";
+    let (_dir, faulty) = start_with(faults);
+    let output = run_bench(&faulty, &args);
+    let slo = slo_of(&output);
+    assert_eq!(slo[0]["met"].as_bool(), Some(false), "{slo}");
+    assert!(slo[0]["measured"].as_f64().unwrap() < 0.99, "{slo}");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SLO authorize-availability missed"), "{stderr}");
 }

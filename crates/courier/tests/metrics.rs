@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use courier_proto::payments::v1 as pb;
 use courier_proto::users::v1 as users;
+use courier_tests::http::get;
 use courier_tests::process::CourierProcess;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -22,18 +22,6 @@ fn up(dir: &tempfile::TempDir) -> CourierProcess {
         BIN,
         &["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir],
     )
-}
-
-/// A bare HTTP/1.1 GET: the status code and the body.
-async fn get(admin: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(admin).await.expect("connect to the admin port");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("a complete HTTP response");
-    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
-    (status, body.to_owned())
 }
 
 /// One sample of the text exposition.

@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Also write the latency distribution (percentile curve, HdrHistogram style) to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// Also measure the Authorize SLIs (availability 99.9%, 99% within 250 ms; docs/slo.md) and fail when one is
+    /// missed. Authorize scenarios only; with --json, as the report's `slo` field.
+    #[arg(long)]
+    slo: bool,
 }
 
 /// The scenarios as typed on the command line.
@@ -87,6 +91,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(rate) => anyhow::bail!("--rate must be more than 0, got {rate}"),
         None => Mode::Closed,
     };
+    if args.slo
+        && !matches!(args.scenario, ScenarioArg::Authorize | ScenarioArg::AuthorizeHot | ScenarioArg::AuthorizeStream)
+    {
+        anyhow::bail!("--slo measures Authorize: use it with an authorize scenario");
+    }
     if args.streams == 0 {
         anyhow::bail!("--streams must be at least 1");
     }
@@ -121,10 +130,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, courier_bench::plot::svg(&[&report]))
             .map_err(|e| anyhow::anyhow!("cannot write the plot to {}: {e}", path.display()))?;
     }
+    let slis = args.slo.then(|| super::slo::measure(&report));
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut json = serde_json::to_value(&report)?;
+        if let Some(slis) = &slis {
+            json["slo"] = serde_json::to_value(slis)?;
+        }
+        println!("{json}");
     } else {
         println!("{}\n{}", Report::markdown_header(), report.markdown_row());
+        if let Some(slis) = &slis {
+            println!("\n{}", super::slo::markdown(slis));
+        }
+    }
+    if let Some(missed) = slis.iter().flatten().find(|sli| !sli.met) {
+        anyhow::bail!("SLO {} missed: {:?} against {}", missed.slo, missed.measured, missed.objective);
     }
     Ok(())
 }

@@ -5,4 +5,6 @@ pub mod bench;
 pub mod dev;
 pub mod ledger;
 pub mod serve;
+pub mod slo;
 pub mod transport;
+pub mod tyk;

@@ -40,6 +40,8 @@ enum ServiceName {
     Payments,
     /// courier.risk.v1.RiskService (rules from `[risk] rules_file`, else built in)
     Risk,
+    /// coprocess.Dispatcher: a Tyk gateway's gRPC plugin checking bearer tokens with `[auth]` (`[tyk]` table)
+    TykPlugin,
 }
 
 /// Runs every service built so far in this process.
@@ -179,6 +181,14 @@ async fn run(
                     set.scopes(courier_risk::scopes::METHOD_SCOPES);
                 }
             }
+            ServiceName::TykPlugin => {
+                let authenticator = authenticator.clone().context(
+                    "`courier serve tyk-plugin` checks the gateway's bearer tokens with `[auth]`: configure \
+                     `auth.jwks_file` or `auth.secret_file`",
+                )?;
+                let plugin = super::tyk::TykPlugin::new(authenticator, config.tyk.clone());
+                set.add(courier_proto::tyk::coprocess::dispatcher_server::DispatcherServer::new(plugin));
+            }
         }
     }
     // Scripts and tests wait for the first line (the port is the real one when --listen asked for port 0).
@@ -196,7 +206,9 @@ async fn run(
     ]);
     lines.push(transport.describe(addr));
     lines.push(super::auth::describe(&config.auth));
-    if let Some(authenticator) = authenticator {
+    // The plugin's caller is the gateway, which sends no token of its own (the token it checks is inside the
+    // message): its port is protected by where it listens (the gateway's pod or host) and TLS, not by `[auth]`.
+    if let Some(authenticator) = authenticator.filter(|_| !services.contains(&ServiceName::TykPlugin)) {
         set.authenticate(authenticator);
     }
     lines.extend(notes);
