@@ -408,8 +408,15 @@ async fn an_mtls_service_identity_gets_its_mapped_scopes_and_an_unknown_one_is_r
 
 /// `courier dev token --secret-file SECRET --subject SUBJECT --scopes SCOPES`.
 fn dev_token(secret: &Path, subject: &str, scopes: &str) -> String {
+    dev_token_with(secret, &["--subject", subject, "--scopes", scopes])
+}
+
+/// `courier dev token --secret-file SECRET ARGS...`.
+fn dev_token_with(secret: &Path, args: &[&str]) -> String {
     let output = Command::new(BIN)
-        .args(["dev", "token", "--subject", subject, "--scopes", scopes, "--ttl", "10m", "--secret-file"])
+        .args(["dev", "token", "--ttl", "10m"])
+        .args(args)
+        .arg("--secret-file")
         .arg(secret)
         .output()
         .unwrap();
@@ -510,6 +517,13 @@ async fn a_merchant_never_sees_nor_moves_another_merchants_authorizations() {
     // A back-office token (merchants:any) sees every merchant's.
     let back_office = dev_token(&setup.secret, "support", "payments:read,merchants:any");
     assert_eq!(list(&back_office, "merchant_a").await.unwrap(), vec![id.clone()]);
+    // A till's token acts for the merchant named by --merchant, not for its subject.
+    let till = dev_token_with(
+        &setup.secret,
+        &["--subject", "till_7", "--merchant", "merchant_a", "--scopes", "payments:read"],
+    );
+    assert_eq!(list(&till, "").await.unwrap(), vec![id.clone()], "the till sees merchant_a's");
+    assert_eq!(list(&till, "merchant_b").await.unwrap_err().code(), Code::PermissionDenied);
 
     // Nothing moved: the hold is intact and the ledger balances.
     let get = payments().get_authorization(with_token(get, &alice)).await.unwrap().into_inner();

@@ -25,6 +25,10 @@ pub struct TokenClaims {
     /// Audience, when one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The merchant the subject acts for when it is not the subject itself (a till or a back-office user acting
+    /// for one merchant); the verifier falls back to `sub` without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<String>,
 }
 
 impl TokenClaims {
@@ -39,6 +43,7 @@ impl TokenClaims {
             exp: now.saturating_add(ttl.as_secs()),
             iss: None,
             aud: None,
+            merchant: None,
         }
     }
 }

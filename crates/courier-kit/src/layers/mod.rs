@@ -1,6 +1,6 @@
 //! The tower layers every courier server runs, outermost first: [`trace`], [`access_log`], [`rpc_metrics`],
-//! [`faults`] (off unless configured), [`auth`] (off unless `[auth]` is configured), [`deadline`], [`concurrency`]
-//! (limit, pushback, shedding), [`recv_limit`].
+//! [`content_type`] (HTTP 415 for a non-gRPC request), [`faults`] (off unless configured), [`auth`] (off unless
+//! `[auth]` is configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
 //! (health and reflection included) and need no per-handler code.
@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod concurrency;
+pub mod content_type;
 pub mod deadline;
 pub mod faults;
 pub mod observed_body;
@@ -18,6 +19,7 @@ pub mod trace;
 pub use access_log::AccessLogLayer;
 pub use auth::AuthLayer;
 pub use concurrency::{ConcurrencyLimitLayer, OverloadOptions};
+pub use content_type::ContentTypeLayer;
 pub use deadline::{DeadlineLayer, DeadlineOptions};
 pub use faults::{FaultLayer, FaultOptions};
 pub use recv_limit::RecvLimitLayer;

@@ -23,8 +23,8 @@ use tower::Service;
 use crate::admin::Readiness;
 use crate::auth::{Authenticator, MethodScopes};
 use crate::layers::{
-    AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, DeadlineLayer, FaultLayer, RecvLimitLayer, RpcMetricsLayer,
-    TraceLayer,
+    AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, FaultLayer, RecvLimitLayer,
+    RpcMetricsLayer, TraceLayer,
 };
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
@@ -157,6 +157,7 @@ pub async fn serve(
         .layer(TraceLayer)
         .layer(AccessLogLayer)
         .layer(RpcMetricsLayer)
+        .layer(ContentTypeLayer)
         .layer(auth_layer)
         .layer(FaultLayer::new(&options.faults))
         .layer(DeadlineLayer::new(&options.deadlines))

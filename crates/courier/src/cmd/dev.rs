@@ -38,6 +38,10 @@ pub struct TokenArgs {
     /// `aud` claim (when the server checks `[auth] audience`).
     #[arg(long)]
     audience: Option<String>,
+    /// The merchant the token acts for, when it is not the subject (the `merchant` claim), e.g. a till
+    /// `--subject till_7 --merchant coffee_shop`.
+    #[arg(long)]
+    merchant: Option<String>,
 }
 
 /// `courier dev certs`.
@@ -65,6 +69,7 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
     let mut claims = courier_kit::auth::token::TokenClaims::new(&args.subject, &args.scopes, args.ttl);
     claims.iss.clone_from(&args.issuer);
     claims.aud.clone_from(&args.audience);
+    claims.merchant.clone_from(&args.merchant);
     println!("{}", courier_kit::auth::token::sign_hs256(&claims, &secret).context("signing")?);
     Ok(())
 }
