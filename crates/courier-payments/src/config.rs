@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The bound of `holder_stale_if_error`: a holder frozen in UserService is never approved on a status older than
+/// `holder_cache_ttl` plus this.
+pub const MAX_HOLDER_STALE_IF_ERROR: Duration = Duration::from_secs(300);
+
 /// Ledger and service settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,6 +28,11 @@ pub struct PaymentsConfig {
     /// How long a holder's status from UserService is trusted before asking again.
     #[serde(with = "humantime_serde")]
     pub holder_cache_ttl: Duration,
+    /// How long past `holder_cache_ttl` a holder's cached status is still used while UserService fails
+    /// (stale-if-error), instead of declining 91 at once; at most [`MAX_HOLDER_STALE_IF_ERROR`] (larger values
+    /// count as that). 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub holder_stale_if_error: Duration,
     /// Most authorizations one AuthorizeStream works on at once; the stream's reader waits beyond it.
     pub stream_in_flight: usize,
     /// How long one UserService lookup may take (retries included).
@@ -32,6 +41,11 @@ pub struct PaymentsConfig {
     /// How long one RiskService call may take before the fallback policy decides.
     #[serde(with = "humantime_serde")]
     pub risk_timeout: Duration,
+    /// The least time an Authorize must have left when it is about to ask RiskService (the risk client's 5 ms
+    /// reserve included); with less it is refused with DEADLINE_EXCEEDED before any effect, so a caller cannot
+    /// skip risk scoring by choosing a short deadline. The stand-in decides only when risk was asked and failed.
+    #[serde(with = "humantime_serde")]
+    pub risk_min_budget: Duration,
     /// Who decides when RiskService does not answer in time, fails, or its circuit is open.
     pub risk_fallback: Fallback,
     /// `stand_in`: largest amount approved without risk, per authorization (minor units); above declines 91.
@@ -66,9 +80,11 @@ impl Default for PaymentsConfig {
             max_authorization_amount: 1_000_000_000,
             max_batch: 256,
             holder_cache_ttl: Duration::from_secs(5),
+            holder_stale_if_error: Duration::from_secs(30),
             stream_in_flight: 64,
             users_timeout: Duration::from_millis(100),
             risk_timeout: Duration::from_millis(100),
+            risk_min_budget: Duration::from_millis(10),
             risk_fallback: Fallback::StandIn,
             stand_in_max_amount: 10_000,
             stand_in_daily_limit: 50_000,

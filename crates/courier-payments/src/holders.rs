@@ -2,7 +2,9 @@
 //!
 //! Authorize needs the holder's status on every call, so answers are cached for `holder_cache_ttl` (a short blip
 //! of UserService then declines nothing that was recently fine), and the account → holder mapping, which never
-//! changes, is cached too. Both caches are bounded: when full they are cleared, which costs a few lookups, never
+//! changes, is cached too. While UserService fails, a status learned within `holder_cache_ttl +
+//! holder_stale_if_error` is used (stale-if-error, bounded by [`crate::config::MAX_HOLDER_STALE_IF_ERROR`]):
+//! an outage of users then declines 91 only for holders not seen recently. Both caches are bounded: when full they are cleared, which costs a few lookups, never
 //! memory.
 
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ const CACHE_CAPACITY: usize = 100_000;
 pub struct Holders {
     users: users::user_service_client::UserServiceClient<ResilientChannel>,
     ttl: Duration,
+    stale_if_error: Duration,
     statuses: Mutex<HashMap<String, (bool, Instant)>>,
     accounts: Mutex<HashMap<String, AccountFacts>>,
     in_flight: Mutex<HashMap<String, SharedLookup>>,
@@ -42,10 +45,11 @@ pub struct AccountFacts {
 
 impl Holders {
     /// A directory that asks UserService on `channel` (which carries the timeouts, retries and breaker).
-    pub fn new(channel: ResilientChannel, ttl: Duration) -> Self {
+    pub fn new(channel: ResilientChannel, ttl: Duration, stale_if_error: Duration) -> Self {
         Self {
             users: users::user_service_client::UserServiceClient::new(channel),
             ttl,
+            stale_if_error: stale_if_error.min(crate::config::MAX_HOLDER_STALE_IF_ERROR),
             statuses: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
@@ -82,8 +86,19 @@ impl Holders {
         self.in_flight.lock().expect("lookups in flight").remove(user_id);
         if holder != Holder::Unavailable {
             self.remember(user_id, holder == Holder::Active);
+            return holder;
         }
-        holder
+        match cached.filter(|(_, at)| at.elapsed() < self.ttl + self.stale_if_error) {
+            Some((active, _)) => {
+                tracing::info!(target: "courier::payments", "user service failed; using the holder's recent status");
+                if active {
+                    Holder::Active
+                } else {
+                    Holder::NotActive
+                }
+            }
+            None => holder,
+        }
     }
 
     fn start_lookup(&self, user_id: &str) -> SharedLookup {

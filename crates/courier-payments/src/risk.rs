@@ -1,5 +1,15 @@
 //! Asking RiskService about an authorization, within a sub-deadline, and turning every way it can fail into
-//! `Risk::Unavailable` so the configured fallback policy decides (never an error to the caller).
+//! `Risk::Unavailable` so the configured fallback policy decides.
+//!
+//! The fallback decides only when risk was asked and failed: an error, the breaker refusing, or no answer within
+//! its own sub-deadline (`risk_timeout`). When the caller's budget is what is short (less than `risk_min_budget`
+//! left, or the call to risk cut below `risk_timeout` by the caller's deadline and timing out), the Authorize is
+//! refused with DEADLINE_EXCEEDED before any effect: otherwise a caller could skip risk scoring by choosing its
+//! deadline.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
 
 use courier_kit::client::ResilientChannel;
 use courier_proto::risk::v1 as risk;
@@ -10,16 +20,45 @@ use crate::ledger::{AuthorizeCmd, Risk};
 #[derive(Clone)]
 pub struct RiskAssessor {
     client: risk::risk_service_client::RiskServiceClient<ResilientChannel>,
+    /// Risk's own sub-deadline (`payments.risk_timeout`).
+    timeout: Duration,
+    /// The client's reserve: what a call to risk keeps back from the caller's deadline.
+    reserve: Duration,
+}
+
+/// The caller's budget was too short to ask risk: refused before any effect.
+fn too_short(left: Duration, needed: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "{left:?} left of the deadline, too short to ask RiskService (Authorize needs at least {needed:?}); nothing \
+         was applied"
+    ))
 }
 
 impl RiskAssessor {
-    /// Asks RiskService on `channel`, whose per-call cap is the sub-deadline (see [`risk_channel`]).
-    pub fn new(channel: ResilientChannel) -> Self {
-        Self { client: risk::risk_service_client::RiskServiceClient::new(channel) }
+    /// Asks RiskService on `channel`, whose per-call cap is the sub-deadline `timeout` (see [`risk_channel`]).
+    pub fn new(channel: ResilientChannel, timeout: Duration) -> Self {
+        let reserve = channel.reserve();
+        Self { client: risk::risk_service_client::RiskServiceClient::new(channel), timeout, reserve }
     }
 
-    /// The verdict for `cmd`; `account_created_at_us` is context for the account-age rules when known.
-    pub async fn assess(&self, cmd: &AuthorizeCmd, account_created_at_us: Option<i64>) -> Risk {
+    /// Refuses a call whose deadline leaves less than `min_budget` (see the module documentation); checked
+    /// before the Authorize does anything.
+    pub fn check_budget(min_budget: Duration) -> Result<(), Status> {
+        match courier_kit::deadline::remaining() {
+            Some(left) if left < min_budget => Err(too_short(left, min_budget)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The verdict for `cmd`; `account_created_at_us` is context for the account-age rules when known. An error
+    /// (DEADLINE_EXCEEDED) when the caller's deadline, not risk, is what ran out.
+    pub async fn assess(&self, cmd: &AuthorizeCmd, account_created_at_us: Option<i64>) -> Result<Risk, Status> {
+        // The sub-deadline this call gets: risk's own, or less when the caller's deadline cuts it.
+        let left = courier_kit::deadline::remaining();
+        let cut_by_caller = left.is_some_and(|left| left.saturating_sub(self.reserve) < self.timeout);
+        if let Some(left) = left.filter(|left| *left <= self.reserve) {
+            return Err(too_short(left, self.reserve));
+        }
         let request = tonic::Request::new(risk::ScoreRequest {
             account_id: cmd.account_id.clone(),
             merchant_id: cmd.merchant_id.clone(),
@@ -32,11 +71,16 @@ impl RiskAssessor {
             Ok(response) => {
                 let response = response.into_inner();
                 let deny = response.decision() == risk::RiskDecision::Deny;
-                Risk::Assessed { score: response.score, deny }
+                Ok(Risk::Assessed { score: response.score, deny })
             }
+            // Risk did not get its full sub-deadline and used it up: the caller's short deadline, not risk, failed.
+            Err(error) if error.code() == Code::DeadlineExceeded && cut_by_caller => Err(Status::deadline_exceeded(
+                "the deadline ran out while RiskService was scoring (it had less than its own timeout); nothing was \
+                 applied",
+            )),
             Err(error) => {
                 tracing::warn!(target: "courier::payments", code = ?error.code(), "risk unavailable; stand-in policy decides");
-                Risk::Unavailable
+                Ok(Risk::Unavailable)
             }
         }
     }
@@ -45,25 +89,28 @@ impl RiskAssessor {
 /// The channel to RiskService: Score gets at most `timeout` (less when the Authorize has less left) and is never
 /// retried (every call counts towards the velocity rules; a second attempt would count twice). `urls` may name
 /// several replicas, balanced by the channel. With `tls` (from `[tls] ca`), the URLs must be `https://`.
+/// `colocated`: `urls` is this process's own address.
 pub fn risk_channel(
     urls: &[String],
     timeout: std::time::Duration,
     tls: Option<tonic::transport::ClientTlsConfig>,
     token: Option<&str>,
+    colocated: bool,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
     ResilientChannel::builder("risk")
         .endpoints(urls.iter().cloned())
         .tls(tls)
         .bearer(token)?
         .max_timeout(timeout)
-        .health_check(watch_health(urls))
+        .health_check(watch_health(colocated))
         .build()
 }
 
-/// Health watching picks among replicas; with one endpoint there is nothing to pick, and the open Watch stream
-/// would hold that server's graceful drain open until its grace period ends (with `courier up`, its own).
-fn watch_health(urls: &[String]) -> bool {
-    urls.len() > 1
+/// Health watching picks among replicas and tells the breaker when a failed one is back, so it is on for every
+/// remote upstream (servers end Watch streams when they drain, so a watch does not hold a drain open). Off for
+/// `colocated`, this process's own address (`courier up`): its own drain must not turn its own calls away.
+fn watch_health(colocated: bool) -> bool {
+    !colocated
 }
 
 /// The channel to UserService: GetUser is idempotent, so it retries (on UNAVAILABLE, within the deadline).
@@ -74,6 +121,7 @@ pub fn users_channel(
     timeout: std::time::Duration,
     tls: Option<tonic::transport::ClientTlsConfig>,
     token: Option<&str>,
+    colocated: bool,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
     ResilientChannel::builder("users")
         .endpoints(urls.iter().cloned())
@@ -81,6 +129,6 @@ pub fn users_channel(
         .bearer(token)?
         .max_timeout(timeout)
         .method("/courier.users.v1.UserService/GetUser", courier_kit::client::MethodOptions::idempotent())
-        .health_check(watch_health(urls))
+        .health_check(watch_health(colocated))
         .build()
 }

@@ -84,6 +84,27 @@ impl CourierProcess {
         self.child.id()
     }
 
+    /// SIGTERM: the process starts its graceful drain (see [`CourierProcess::wait_exit`]).
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit and returns how it exited, `None` if it is still running.
+    pub async fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if started.elapsed() >= limit {
+                return None;
+            }
+            // Polling the child: std offers no async wait, and a thread per wait is more than this needs.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");

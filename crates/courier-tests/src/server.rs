@@ -77,18 +77,21 @@ impl TestServer {
         let clock = Clock::manual();
         let ledger = Ledger::start(pool, options.payments.clone(), clock.clone());
         ledger.spawn_sweeper();
+        let users_colocated = options.users_url.is_none();
         let users_url = options.users_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let users = courier_payments::risk::users_channel(&[users_url], options.payments.users_timeout, None, None)
+        let users_timeout = options.payments.users_timeout;
+        let users = courier_payments::risk::users_channel(&[users_url], users_timeout, None, None, users_colocated)
             .expect("users");
         let mut payments = courier_payments::PaymentsApi::new(ledger.clone(), users);
         if let Some(config) = &options.risk {
             let engine = courier_risk::RiskEngine::start(config, courier_risk::Clock::system()).expect("risk rules");
             services.add(courier_risk::RiskApi::new(engine).into_service());
         }
+        let risk_colocated = options.risk_url.is_none();
         let risk_url = options.risk_url.clone().or_else(|| options.risk.as_ref().map(|_| format!("http://{addr}")));
         if let Some(url) = risk_url {
             payments = payments.with_risk(
-                courier_payments::risk::risk_channel(&[url], options.payments.risk_timeout, None, None)
+                courier_payments::risk::risk_channel(&[url], options.payments.risk_timeout, None, None, risk_colocated)
                     .expect("risk channel"),
             );
         }

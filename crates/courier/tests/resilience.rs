@@ -46,6 +46,11 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 /// users, `risk_replicas` risk servers (with `risk_faults`, a TOML table body for Score), and payments using them.
 fn stack(risk_replicas: usize, risk_faults: &str, payments_extra: &str) -> Stack {
+    stack_with_env(risk_replicas, risk_faults, payments_extra, &[])
+}
+
+/// [`stack`] with extra environment variables for payments.
+fn stack_with_env(risk_replicas: usize, risk_faults: &str, payments_extra: &str, env: &[(&str, &str)]) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap().to_owned();
     let users = CourierProcess::start(BIN, &["serve", "users", "--listen", "127.0.0.1:0", "--data-dir", &root]);
@@ -64,7 +69,7 @@ fn stack(risk_replicas: usize, risk_faults: &str, payments_extra: &str) -> Stack
         "payments.toml",
         &format!("[payments]\nrisk_timeout = \"50ms\"\nusers_timeout = \"200ms\"\n{payments_extra}\n"),
     );
-    let payments = CourierProcess::start(
+    let payments = CourierProcess::start_with_env(
         BIN,
         &[
             "serve",
@@ -80,6 +85,7 @@ fn stack(risk_replicas: usize, risk_faults: &str, payments_extra: &str) -> Stack
             "--risk-url",
             &risk_urls.join(","),
         ],
+        env,
     );
     Stack { dir, users: Some(users), risks, payments }
 }
@@ -192,7 +198,10 @@ async fn a_risk_replica_killed_under_load_is_routed_around() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_down_declines_91_after_the_holder_cache_and_never_before() {
-    let mut stack = stack(1, "", "holder_cache_ttl = \"2s\"");
+    // A recently known holder is served from the cache for holder_stale_if_error past its TTL while users fails.
+    let env = [("COURIER_PAYMENTS__HOLDER_STALE_IF_ERROR", "1s")];
+    let mut stack = stack_with_env(1, "", "holder_cache_ttl = \"2s\"", &env);
+    let before_open = Instant::now();
     let account = stack.account(1_000_000).await;
     let approved = authorize_in_time(&stack.payments.channel, authorize_request(&account, 10)).await;
     assert_eq!(approved.response_code, "00");
@@ -213,6 +222,11 @@ async fn users_down_declines_91_after_the_holder_cache_and_never_before() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let declined = declined.expect("declined 91 once the cache expired");
+    let stale_for = before_open.elapsed();
+    assert!(
+        stale_for >= Duration::from_secs(3),
+        "declined after {stale_for:?}, before holder_cache_ttl + stale-if-error"
+    );
     assert_eq!(declined.decline_reason(), pb::DeclineReason::IssuerUnavailable);
     stack.ledger_check();
 }
@@ -242,5 +256,123 @@ async fn deadlines_expiring_at_any_step_leave_exactly_one_outcome_per_key() {
     }
     let account_now = client.get_account(pb::GetAccountRequest { account_id: account }).await.unwrap();
     assert_eq!(account_now.into_inner().account.unwrap().held_amount, keys * 7, "exactly one hold per key");
+    stack.ledger_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deadline_never_skips_risk_scoring() {
+    let stack = stack(1, "", "");
+    let account = stack.account(1_000_000).await;
+    let mut client = stack.payments.payments();
+    let (mut refused, mut keys) = (0, Vec::new());
+    for budget_ms in 1..=20_u64 {
+        for _ in 0..3 {
+            let request = authorize_request(&account, 7);
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(Duration::from_millis(budget_ms));
+            match client.authorize(call).await {
+                Ok(answer) => {
+                    let authorization = answer.into_inner().authorization.unwrap();
+                    assert_eq!(
+                        authorization.decided_by(),
+                        pb::Decider::Risk,
+                        "a {budget_ms} ms budget against a healthy risk: {authorization:?}"
+                    );
+                }
+                Err(status) => {
+                    assert!(
+                        matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled),
+                        "a {budget_ms} ms budget ended with {status:?}"
+                    );
+                    refused += 1;
+                }
+            }
+            keys.push(request);
+        }
+    }
+    // What the server decided for each key, also those whose answer the client gave up on: never the stand-in.
+    for request in keys {
+        let authorization = authorize_in_time(&stack.payments.channel, request).await;
+        assert_ne!(authorization.decided_by(), pb::Decider::StandIn, "{authorization:?}");
+    }
+    assert!(refused > 0, "the shortest budgets are refused");
+    stack.ledger_check();
+}
+
+/// How long after users is healthy again payments may still decline 91: one health re-watch (capped at 1 s)
+/// plus the time one Authorize takes on a loaded machine.
+const PROBE_INTERVAL: Duration = Duration::from_millis(1_000);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_restarted_under_load_stops_declining_91_within_a_probe_interval() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    // No stale-if-error and a short holder cache: every call asks users, so the breaker alone is measured.
+    let env = [("COURIER_PAYMENTS__HOLDER_STALE_IF_ERROR", "0s")];
+    let mut stack = stack_with_env(1, "", "holder_cache_ttl = \"10ms\"", &env);
+    let mut accounts = Vec::new();
+    for _ in 0..4 {
+        accounts.push(stack.account(100_000_000).await);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = accounts
+        .iter()
+        .map(|account| {
+            let (channel, account, stop) = (stack.payments.channel.clone(), account.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let code = authorize_in_time(&channel, authorize_request(&account, 1)).await.response_code;
+                    answers.push((started, code));
+                }
+                answers
+            })
+        })
+        .collect();
+
+    let users = stack.users.take().unwrap();
+    let users_addr = users.addr.clone();
+    users.kill();
+    // Down long enough for the breaker to see many failures.
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(3) {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let root = stack.dir.path().to_str().unwrap().to_owned();
+    let users = CourierProcess::start(BIN, &["serve", "users", "--listen", &users_addr, "--data-dir", &root]);
+    let mut health = HealthClient::new(users.channel.clone());
+    loop {
+        let check = health.check(HealthCheckRequest { service: String::new() }).await;
+        if check.is_ok_and(|answer| {
+            answer.into_inner().status() == tonic_health::pb::health_check_response::ServingStatus::Serving
+        }) {
+            break;
+        }
+    }
+    let healthy = Instant::now();
+    stack.users = Some(users);
+    while healthy.elapsed() < PROBE_INTERVAL * 4 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers: Vec<(Instant, String)> = futures::future::try_join_all(load).await.unwrap().concat();
+    let declined_while_down = answers.iter().filter(|(at, code)| *at >= down && *at < healthy && code == "91").count();
+    let late: Vec<Duration> = answers
+        .iter()
+        .filter(|(at, code)| *at > healthy + PROBE_INTERVAL && code == "91")
+        .map(|(at, _)| at.duration_since(healthy))
+        .collect();
+    assert!(declined_while_down > 0, "users down, nothing cached: declines 91");
+    assert!(
+        late.is_empty(),
+        "{} declines 91 more than {PROBE_INTERVAL:?} after users was healthy, the first at {:?}",
+        late.len(),
+        late.first()
+    );
+    let after = answers.iter().filter(|(at, code)| *at > healthy + PROBE_INTERVAL && code == "00").count();
+    assert!(after > 0, "approvals after users is back");
     stack.ledger_check();
 }

@@ -19,7 +19,8 @@ async fn serve_payments_alone_asks_a_separate_user_service() {
     let payments_server = CourierProcess::start_with_env(
         BIN,
         &["serve", "payments", "--listen", "127.0.0.1:0", "--data-dir", &payments_dir, "--users-url", &users_url],
-        &[("COURIER_PAYMENTS__HOLDER_CACHE_TTL", "0s")],
+        // No stale-if-error either: with it, a users outage would keep serving the last known status.
+        &[("COURIER_PAYMENTS__HOLDER_CACHE_TTL", "0s"), ("COURIER_PAYMENTS__HOLDER_STALE_IF_ERROR", "0s")],
     );
 
     // The payments process serves no UserService of its own.

@@ -32,13 +32,15 @@ use tower::load::completion::TrackCompletion;
 use tower::load::pending_requests::{Handle, PendingRequests};
 use tower::Service;
 
+use super::breaker::Breaker;
 use crate::layers::observed_body::{BodyObserver, ObservedBody};
 
 /// Calls waiting for the balancer to take them; beyond this a caller waits for room (within its deadline).
 const DISPATCH_QUEUE: usize = 1024;
 /// First and longest pause before watching a replica's health again after the watch broke.
 const REWATCH_MIN: Duration = Duration::from_millis(100);
-const REWATCH_MAX: Duration = Duration::from_secs(5);
+/// Capped at 1 s: the watch is also how the breaker learns that a failed replica is back ([`Breaker::reset`]).
+const REWATCH_MAX: Duration = Duration::from_secs(1);
 
 /// The response body of one endpoint, counting as in flight until it ends.
 pub(crate) type EndpointBody = ObservedBody<Body, InFlight>;
@@ -103,8 +105,14 @@ impl Endpoints {
 }
 
 /// Starts the balancer over `endpoints` (and their health watchers, with `health` naming the service to ask
-/// about, or `None` to trust every endpoint). Must run inside a Tokio runtime.
-pub(crate) fn start(upstream: &str, endpoints: Vec<Endpoint>, health: Option<String>) -> (Dispatch, Arc<Endpoints>) {
+/// about, or `None` to trust every endpoint). An endpoint turning SERVING resets `breaker`: the failures it
+/// counted are over. Must run inside a Tokio runtime.
+pub(crate) fn start(
+    upstream: &str,
+    endpoints: Vec<Endpoint>,
+    health: Option<String>,
+    breaker: Option<Arc<Breaker>>,
+) -> (Dispatch, Arc<Endpoints>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::new(Endpoints {
         total: endpoints.len(),
@@ -123,6 +131,7 @@ pub(crate) fn start(upstream: &str, endpoints: Vec<Endpoint>, health: Option<Str
             state: state.clone(),
             decided: false,
             serving: false,
+            breaker: breaker.clone(),
         };
         match &health {
             Some(service) => {
@@ -145,6 +154,7 @@ struct Watcher {
     state: Arc<Endpoints>,
     decided: bool,
     serving: bool,
+    breaker: Option<Arc<Breaker>>,
 }
 
 /// How one health watch ended.
@@ -224,6 +234,9 @@ impl Watcher {
             // The change is queued for the balancer before the count moves, so whoever sees the new count and
             // then calls finds the balancer already updated.
             if serving {
+                if let Some(breaker) = &self.breaker {
+                    breaker.reset();
+                }
                 let _ = self.tx.send(Change::Insert(self.key, PendingRequests::new(self.channel.clone(), BodyEnd)));
                 self.state.serving.fetch_add(1, Ordering::AcqRel);
             } else {

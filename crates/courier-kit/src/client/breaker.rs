@@ -1,12 +1,14 @@
 //! The circuit breaker: client-side adaptive throttling from the Google SRE book ("Handling Overload").
 //!
 //! Instead of a closed/open/half-open state machine with thresholds to tune, each upstream counts, over a
-//! sliding window, the attempts its callers made (`requests`, local refusals included, each counted when it
-//! ends) and those the upstream accepted (`accepts`: answered with anything but UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL or a transport
+//! sliding window, the attempts that went out (`requests`, each counted when it ends; the breaker's own local
+//! refusals do not count: counting them kept it open long after the upstream recovered, since every refusal
+//! looked like one more failure) and those the upstream accepted (`accepts`: answered with anything but UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL or a transport
 //! failure). A new attempt is refused locally with probability `max(0, (requests - k * accepts) / (requests + 1))`:
 //! zero while the upstream handles calls, rising smoothly as it fails, and falling again by itself as accepts
-//! come back (some calls always get through to find out) and as the failures, and the refusals they caused, age
-//! out of the window: after an outage it closes within about one to two windows. Below `min_requests` in the
+//! come back (some calls always get through to find out) and as the failures age out of the window. When the
+//! upstream's health watch reports SERVING again, [`Breaker::reset`] forgets the window, so it closes within one
+//! health probe of the upstream's recovery. Below `min_requests` in the
 //! window nothing is refused, so one failure at low traffic does not refuse the next calls. tonic has no circuit
 //! breaker, so this is written here.
 //!
@@ -116,15 +118,18 @@ impl Breaker {
         ((requests - self.k * accepts as f64) / (requests + 1.0)).max(0.0)
     }
 
-    /// Whether an attempt may go out now; a refusal counts as a request the upstream did not accept.
+    /// Whether an attempt may go out now. A refusal is not counted: it says nothing about the upstream.
     pub(crate) fn admit(&self) -> bool {
-        let now = Instant::now();
-        let reject = self.reject_probability_at(now);
-        if reject <= 0.0 || rand::thread_rng().gen::<f64>() >= reject {
-            return true;
+        let reject = self.reject_probability_at(Instant::now());
+        reject <= 0.0 || rand::thread_rng().gen::<f64>() >= reject
+    }
+
+    /// Forgets every count: the upstream's health says it serves again (see [`super::balance`]).
+    pub(crate) fn reset(&self) {
+        let stale = pack(self.epoch(Instant::now()).wrapping_sub(self.buckets.len() as u64) & EPOCH_MASK, 0, 0);
+        for slot in self.buckets.iter() {
+            slot.store(stale, Ordering::Relaxed);
         }
-        self.add(now, 1, 0);
-        false
     }
 
     /// An admitted attempt ended. Attempts count when they end, not when they start, so calls still in flight
@@ -176,7 +181,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn calls_in_flight_do_not_count_and_refusals_do() {
+    async fn calls_in_flight_and_refusals_do_not_count() {
         let breaker = breaker();
         // Many admitted calls still running: nothing is known of them yet.
         for _ in 0..100 {
@@ -188,7 +193,20 @@ mod tests {
         let refused = (0..1000).filter(|_| !breaker.admit()).count();
         assert!(refused > 0);
         let (requests, accepts) = breaker.totals(Instant::now());
-        assert_eq!((requests, accepts), (1 + refused as u64, 0));
+        assert_eq!((requests, accepts), (1, 0), "its own refusals are no evidence against the upstream");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reset_closes_it_at_once() {
+        let breaker = breaker();
+        for _ in 0..50 {
+            breaker.record(false);
+        }
+        assert!(breaker.reject_probability() > 0.9);
+        breaker.reset();
+        assert_eq!(breaker.reject_probability(), 0.0);
+        breaker.record(true);
+        assert_eq!(breaker.totals(Instant::now()), (1, 1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -186,12 +186,13 @@ impl ResilientChannelBuilder {
             })
             .collect::<Result<Vec<_>, BuildError>>()?;
         let health = options.health_check.then(|| options.health_service.clone());
-        let (dispatch, endpoints) = balance::start(&name, endpoints, health);
+        let breaker = options.breaker.enabled.then(|| Arc::new(Breaker::new(&options.breaker)));
+        let (dispatch, endpoints) = balance::start(&name, endpoints, health, breaker.clone());
         let upstream = Upstream {
             reserve: options.reserve,
             methods: MethodTable::new(&options),
             retry_buffer_bytes: options.retry_buffer_bytes,
-            breaker: options.breaker.enabled.then(|| Breaker::new(&options.breaker)),
+            breaker,
             throttle: options.throttle.enabled.then(|| Throttle::new(&options.throttle)),
             endpoints,
             metrics: ClientMetrics::new(&name),

@@ -29,7 +29,7 @@ pub(crate) struct Upstream {
     pub reserve: Duration,
     pub methods: MethodTable,
     pub retry_buffer_bytes: usize,
-    pub breaker: Option<Breaker>,
+    pub breaker: Option<Arc<Breaker>>,
     pub throttle: Option<Throttle>,
     pub endpoints: Arc<Endpoints>,
     pub metrics: ClientMetrics,

@@ -116,6 +116,12 @@ impl ResilientChannel {
         &self.upstream.name
     }
 
+    /// Time kept back from the inbound deadline for the caller's own work (`reserve`): a call made with less
+    /// left than this is not sent.
+    pub fn reserve(&self) -> std::time::Duration {
+        self.upstream.reserve
+    }
+
     /// The breaker, throttle and balancer state now.
     pub fn state(&self) -> UpstreamState {
         UpstreamState {

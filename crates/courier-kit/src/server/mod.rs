@@ -3,8 +3,10 @@
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
 //! reflection (v1 and v1alpha), applies the layers of [`crate::layers`] as [`ServerOptions`] configures them
 //! (access log, fault injection, deadlines, concurrency limit with shedding, receive limit), and runs until the
-//! shutdown future resolves. Shutdown is graceful: health turns NOT_SERVING first (so balancers stop sending), new connections
-//! are refused, calls in flight get up to `shutdown_grace` to finish, and then `serve` returns.
+//! shutdown future resolves. Shutdown is graceful: health turns NOT_SERVING and readiness fails first, for
+//! `drain_lead` (so balancers and health-checking clients stop sending); then health Watch streams end (an open
+//! watch would otherwise hold the drain for the whole grace period), the listener stops, calls in flight get up to
+//! `shutdown_grace` to finish, and `serve` returns as soon as they are done.
 
 mod options;
 mod shutdown;
@@ -17,6 +19,7 @@ use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::ServingStatus;
 use tower::Service;
 
@@ -118,12 +121,14 @@ pub async fn serve(
     let ServiceSet { mut routes, names, descriptor_sets, readiness, auth, scopes, audited } = services;
     let auth_layer = auth_layer(auth, &scopes, &audited);
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (health, _) = tonic_health::server::health_reporter();
     for name in &names {
         health.set_service_status(*name, ServingStatus::Serving).await;
     }
     health.set_service_status("", ServingStatus::Serving).await;
-    routes.add_service(health_service);
+    let (watches_end, watches_ended) = tokio::sync::watch::channel(false);
+    let inner = tonic_health::server::HealthService::from_health_reporter(health.clone());
+    routes.add_service(HealthServer::new(DrainingHealth { inner, ended: watches_ended }));
 
     if options.reflection {
         let mut v1 = tonic_reflection::server::Builder::configure()
@@ -181,6 +186,8 @@ pub async fn serve(
     for name in &names {
         health.set_service_status(*name, ServingStatus::NotServing).await;
     }
+    tokio::time::sleep(options.drain_lead).await;
+    let _ = watches_end.send(true);
     let _ = drain_tx.send(());
     match tokio::time::timeout(options.shutdown_grace, &mut server).await {
         Ok(result) => result?,
@@ -188,6 +195,41 @@ pub async fn serve(
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// `grpc.health.v1.Health` whose Watch streams end (OK) once the drain's lead time is over, after they told
+/// NOT_SERVING: tonic-health's never end, so one watcher held every drain for its whole grace period.
+struct DrainingHealth {
+    inner: tonic_health::server::HealthService,
+    ended: tokio::sync::watch::Receiver<bool>,
+}
+
+type HealthWatch =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<tonic_health::pb::HealthCheckResponse, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Health for DrainingHealth {
+    async fn check(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = HealthWatch;
+
+    async fn watch(
+        &self,
+        request: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        use futures::StreamExt;
+        let statuses = self.inner.watch(request).await?.into_inner();
+        let mut ended = self.ended.clone();
+        let end = async move {
+            let _ = ended.wait_for(|ended| *ended).await;
+        };
+        Ok(tonic::Response::new(Box::pin(statuses.take_until(end))))
+    }
 }
 
 /// The authentication layer for these tables; a pass-through without an authenticator.

@@ -23,6 +23,10 @@ pub struct ServerOptions {
     /// How long a PING may go unanswered before the connection is closed. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// How long health reports NOT_SERVING (and readiness fails) before the listener stops accepting, so
+    /// balancers and health-checking clients stop sending first. Default 300 ms.
+    #[serde(with = "humantime_serde")]
+    pub drain_lead: Duration,
     /// How long calls in flight may run after shutdown starts. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -50,6 +54,7 @@ impl Default for ServerOptions {
             max_concurrent_calls: 1024,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            drain_lead: Duration::from_millis(300),
             shutdown_grace: Duration::from_secs(10),
             reflection: true,
             deadlines: DeadlineOptions::default(),

@@ -33,13 +33,14 @@ pub struct PaymentsApi {
 impl PaymentsApi {
     /// Serves payments from `ledger`, asking UserService on `users` about holders.
     pub fn new(ledger: Ledger, users: ResilientChannel) -> Self {
-        let holders = Arc::new(Holders::new(users, ledger.config().holder_cache_ttl));
+        let config = ledger.config();
+        let holders = Arc::new(Holders::new(users, config.holder_cache_ttl, config.holder_stale_if_error));
         Self { ledger, holders, risk: None }
     }
 
     /// Consults RiskService on `channel` for every authorization (without it, risk is not consulted).
     pub fn with_risk(mut self, channel: ResilientChannel) -> Self {
-        self.risk = Some(RiskAssessor::new(channel));
+        self.risk = Some(RiskAssessor::new(channel, self.ledger.config().risk_timeout));
         self
     }
 
@@ -62,6 +63,10 @@ impl PaymentsApi {
         if let Some(authorization) = stored.await.map_err(to_status)? {
             return Ok(authorization);
         }
+        // A new authorization is decided with risk, never without it because the caller's deadline is short.
+        if self.risk.is_some() {
+            RiskAssessor::check_budget(self.ledger.config().risk_min_budget)?;
+        }
         let facts = self.account_facts(&cmd.account_id).await?;
         // The holder and the risk are independent questions to two services: ask both at once.
         let holder = async {
@@ -74,10 +79,11 @@ impl PaymentsApi {
         let risk = async {
             match &self.risk {
                 Some(risk) => risk.assess(&cmd, facts.as_ref().map(|f| f.created_at_us)).await,
-                None => Risk::NotConsulted,
+                None => Ok(Risk::NotConsulted),
             }
         };
-        (cmd.holder, cmd.risk) = tokio::join!(holder, risk);
+        let (holder, risk) = tokio::join!(holder, risk);
+        (cmd.holder, cmd.risk) = (holder, risk?);
         self.ledger.authorize(cmd).await.map_err(to_status)
     }
 

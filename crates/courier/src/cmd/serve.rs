@@ -144,28 +144,38 @@ async fn run(
                 let ledger = Ledger::start(pool, payments, Clock::system());
                 ledger.spawn_sweeper();
                 let own = || transport.own_url(addr);
-                let users_urls = match url_list(&config.users_url) {
-                    Some(urls) => urls,
-                    None => vec![own()?],
+                let (users_urls, users_colocated) = match url_list(&config.users_url) {
+                    Some(urls) => (urls, false),
+                    None => (vec![own()?], true),
                 };
                 let users_tls = transport.client.clone();
                 let token = service_token.as_deref();
-                let users =
-                    courier_payments::risk::users_channel(&users_urls, config.payments.users_timeout, users_tls, token)
-                        .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
+                let users = courier_payments::risk::users_channel(
+                    &users_urls,
+                    config.payments.users_timeout,
+                    users_tls,
+                    token,
+                    users_colocated,
+                )
+                .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
                 let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
                 // RiskService: the one configured, else this process's own when it serves one; without either,
                 // authorizations are decided without risk (and the startup lines say so).
                 let risk_urls = match url_list(&config.risk_url) {
-                    Some(urls) => Some(urls),
-                    None if risk.is_some() => Some(vec![own()?]),
+                    Some(urls) => Some((urls, false)),
+                    None if risk.is_some() => Some((vec![own()?], true)),
                     None => None,
                 };
-                if let Some(urls) = &risk_urls {
+                if let Some((urls, colocated)) = &risk_urls {
                     let risk_tls = transport.client.clone();
-                    let channel =
-                        courier_payments::risk::risk_channel(urls, config.payments.risk_timeout, risk_tls, token)
-                            .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
+                    let channel = courier_payments::risk::risk_channel(
+                        urls,
+                        config.payments.risk_timeout,
+                        risk_tls,
+                        token,
+                        *colocated,
+                    )
+                    .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
                     api = api.with_risk(channel);
                 } else {
                     notes.push("courier: payments runs WITHOUT risk checks (set --risk-url)".to_owned());
