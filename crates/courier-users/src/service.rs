@@ -5,7 +5,7 @@ use std::pin::Pin;
 use courier_kit::status;
 use courier_proto::users::v1 as pb;
 use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::model::{self, UserId};
 use crate::store::{ListFilter, StoreError, UserStore};
@@ -30,10 +30,24 @@ impl UsersApi {
 }
 
 const RESOURCE: &str = "user";
+/// The `domain` of this service's ErrorInfo details.
+pub const ERROR_DOMAIN: &str = "users.courier.dev";
 
 fn store_failure(context: &str, error: StoreError) -> Status {
     match error {
         StoreError::DuplicateEmail => status::already_exists(RESOURCE, "", "a user with this email already exists"),
+        // Every pooled connection busy for the whole acquire wait: load, not a bug, and nothing was done, so the
+        // caller may retry (the resilient client does, with backoff).
+        StoreError::Database(sqlx::Error::PoolTimedOut) => status::with_reason(
+            Code::Unavailable,
+            "STORE_BUSY",
+            ERROR_DOMAIN,
+            "the user store has no free connection; retry with backoff",
+        ),
+        StoreError::Database(error) if courier_kit::db::is_unreachable(&error) => {
+            tracing::warn!(%error, "{context}: the user store is unreachable");
+            Status::unavailable("the user store is unreachable; retry with backoff")
+        }
         other => status::internal(context, &other),
     }
 }

@@ -1,7 +1,8 @@
 //! ListUsers from the store: keyset pages in id order, fetched one at a time as the consumer asks.
 //!
 //! Memory stays bounded by one page whatever the table's size, and no connection or transaction is held while a
-//! slow client reads: each page is a short query resuming after the last id seen. The cost is that a listing is
+//! slow client reads: each page is a short query, run to its end in a task of its own, resuming after the last
+//! id seen. The cost is that a listing is
 //! not a snapshot: users created during it appear if their id sorts after the cursor, which ids in creation
 //! order make the natural reading ("everything up to now, and whatever arrived meanwhile").
 
@@ -59,17 +60,25 @@ impl Cursor {
         let remaining = self.filter.limit.map_or(u64::MAX, |limit| limit - self.sent);
         let page = remaining.min(u64::from(LIST_PAGE_ROWS)) as i64;
         let after = self.filter.after.map(|id| id.to_string()).unwrap_or_default();
-        // "" sorts before every id, so one query shape serves the first page and the rest.
-        let rows = match self.filter.status {
-            Some(status) => {
-                let sql = select_users!("WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3");
-                sqlx::query(sql).bind(status.number()).bind(after).bind(page).fetch_all(&self.store.pool).await?
+        let (pool, status) = (self.store.pool.clone(), self.filter.status);
+        // The query runs in a task of its own. Polled inline, it would advance only while the response stream is
+        // polled, and hyper stops polling a body while the client's HTTP/2 window is full: a slow reader would
+        // park a half-run query, and its pooled connection, for as long as it liked (17 of them emptied the
+        // pool). A task runs the query to the end and returns the connection whatever the client does.
+        let query = tokio::spawn(async move {
+            // "" sorts before every id, so one query shape serves the first page and the rest.
+            match status {
+                Some(status) => {
+                    let sql = select_users!("WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3");
+                    sqlx::query(sql).bind(status.number()).bind(after).bind(page).fetch_all(&pool).await
+                }
+                None => {
+                    let sql = select_users!("WHERE id > $1 ORDER BY id LIMIT $2");
+                    sqlx::query(sql).bind(after).bind(page).fetch_all(&pool).await
+                }
             }
-            None => {
-                let sql = select_users!("WHERE id > $1 ORDER BY id LIMIT $2");
-                sqlx::query(sql).bind(after).bind(page).fetch_all(&self.store.pool).await?
-            }
-        };
+        });
+        let rows = query.await.map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))??;
         self.exhausted = (rows.len() as i64) < page;
         for row in &rows {
             self.buffered.push_back(user_from_row(row)?);
