@@ -201,7 +201,7 @@ pub struct ServeFlags {
 impl ServeFlags {
     /// Loads the configuration these flags point at and override, over the defaults of `ServeConfig`.
     pub fn load(&self) -> anyhow::Result<ServeConfig> {
-        Ok(courier_kit::config::load(self.config.as_deref(), self)?)
+        checked(courier_kit::config::load(self.config.as_deref(), self)?)
     }
 
     /// [`ServeFlags::load`] with `server.reflection` defaulting to `reflection` (the command's default: on for
@@ -210,6 +210,20 @@ impl ServeFlags {
     pub fn load_with_reflection(&self, reflection: bool) -> anyhow::Result<ServeConfig> {
         let mut defaults = ServeConfig::default();
         defaults.server.reflection = reflection;
-        Ok(courier_kit::config::load_over(defaults, self.config.as_deref(), self)?)
+        checked(courier_kit::config::load_over(defaults, self.config.as_deref(), self)?)
     }
+}
+
+/// Bounds a type cannot express, checked once after loading, so a value out of range stops the process naming the
+/// key instead of being quietly clamped.
+fn checked(config: ServeConfig) -> anyhow::Result<ServeConfig> {
+    let max = courier_payments::config::MAX_HOLDER_STALE_IF_ERROR;
+    anyhow::ensure!(
+        config.payments.holder_stale_if_error <= max,
+        "invalid configuration key `payments.holder_stale_if_error`: {} is more than the {} a holder's status may \
+         be served stale (a frozen holder would be approved that long)",
+        humantime::format_duration(config.payments.holder_stale_if_error),
+        humantime::format_duration(max)
+    );
+    Ok(config)
 }

@@ -146,3 +146,16 @@ async fn an_up_that_cannot_bind_changes_nothing_in_the_data_dir() {
     assert!(!output.status.success() && stderr(&output).contains("--admin-listen"), "{output:?}");
     assert_eq!(std::fs::read_dir(fresh.path()).unwrap().count(), 0, "files appeared in a data dir of a failed up");
 }
+
+#[test]
+fn an_out_of_range_setting_is_refused_naming_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "users", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("COURIER_PAYMENTS__HOLDER_STALE_IF_ERROR", "1h")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    assert!(stderr(&output).contains("`payments.holder_stale_if_error`"), "{}", stderr(&output));
+}
