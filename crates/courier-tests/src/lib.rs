@@ -12,6 +12,7 @@ pub use backend::Backend;
 pub use server::{TestOptions, TestServer};
 
 pub mod logs;
+pub mod outbox;
 pub mod payments;
 pub mod process;
 pub mod proxy;

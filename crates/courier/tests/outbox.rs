@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use courier_tests::payments::authorize_request;
 use courier_tests::process::{funded_account, ledger_check, CourierProcess};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 
@@ -68,14 +67,8 @@ fn a_required_broker_that_is_down_stops_the_process() {
     assert!(stderr.contains("`outbox.url`") && stderr.contains("unreachable"), "{stderr}");
 }
 
-/// A bare HTTP/1.1 GET of the admin port's /metrics.
 async fn metrics(admin: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(admin).await.expect("connect to the admin port");
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
+    courier_tests::http::get(admin, "/metrics").await.1
 }
 
 fn gauge(metrics: &str, name: &str) -> Option<f64> {

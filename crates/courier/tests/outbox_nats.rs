@@ -2,12 +2,11 @@
 //! event once per message id, in sequence order; the broker cut for 10 s under Authorize load; SIGKILL between
 //! commit and confirm, 10 rounds. Each test has its own stream and subject prefix, deleted at the end.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use courier_proto::payments::v1 as pb;
+use courier_tests::outbox::{last_sequence_at, patient, AuthorizeLoad, PERMISSIVE_RULES};
 use courier_tests::payments::authorize_request;
 use courier_tests::process::{funded_account, ledger_check, CourierProcess};
 use courier_tests::proxy::Proxy;
@@ -21,10 +20,6 @@ fn names(test: &str) -> (String, String) {
     let unique = format!("{}{}", std::process::id(), uuid::Uuid::now_v7().simple());
     (format!("COURIER_{test}_{unique}"), format!("courier.test.{test}.{unique}"))
 }
-
-/// Risk rules with nothing that declines: the load hammers one account, which the built-in velocity rules
-/// (rightly) deny, and these tests are about delivery, not decisions.
-const PERMISSIVE_RULES: &str = "[rollout]\nactive = \"permissive\"\n\n[[rule_set]]\nversion = \"permissive\"\n";
 
 fn up(data_dir: &str, url: &str, stream: &str, prefix: &str) -> CourierProcess {
     up_with(data_dir, url, stream, prefix, "24h")
@@ -47,12 +42,6 @@ fn up_with(data_dir: &str, url: &str, stream: &str, prefix: &str, retention: &st
     CourierProcess::start_with_env(BIN, &args, &env)
 }
 
-fn patient<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(Duration::from_secs(30));
-    request
-}
-
 async fn store(data_dir: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{data_dir}/courier.db");
@@ -61,8 +50,7 @@ async fn store(data_dir: &str) -> sqlx::AnyConnection {
 
 /// The last committed event's sequence, read from the SQLite store.
 async fn last_sequence(data_dir: &str) -> i64 {
-    let mut conn = store(data_dir).await;
-    sqlx::query_scalar("SELECT COALESCE(MAX(sequence), 0) FROM events").fetch_one(&mut conn).await.expect("max")
+    last_sequence_at(&format!("sqlite://{data_dir}/courier.db")).await
 }
 
 async fn context() -> jetstream::Context {
@@ -168,34 +156,17 @@ async fn nats_down_for_10s_under_load_authorizations_unaffected_backlog_drains()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (mut payments, account, stop, answered) =
-            (server.payments(), account.clone(), stop.clone(), answered.clone());
-        load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let response = payments.authorize(patient(authorize_request(&account, 1))).await;
-                let authorization = response.expect("Authorize answers while the broker is down").into_inner();
-                assert_eq!(authorization.authorization.unwrap().response_code, "00");
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let load = AuthorizeLoad::start(&server.payments(), &account, 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.cut(Duration::from_secs(10));
-    let before = answered.load(Ordering::Relaxed);
+    let before = load.answered();
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let during = answered.load(Ordering::Relaxed) - before;
+    let during = load.answered() - before;
     let metrics = admin_metrics(server.admin.as_deref().unwrap()).await;
     let pending = metrics.lines().find_map(|l| l.strip_prefix("courier_outbox_pending ")?.parse::<f64>().ok());
     assert!(pending.unwrap_or(0.0) > 0.0, "a backlog while the broker is down: {pending:?}");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load task");
-    }
+    load.stop().await;
     assert!(during > 0, "authorizations went on while the broker was down");
     let last = last_sequence(&data_dir).await;
     eprintln!("{during} authorizations answered in 8 s of the cut; {last} events in all");
@@ -248,11 +219,5 @@ async fn sigkill_between_commit_and_confirm_nats_keeps_one_message_per_event() {
 }
 
 async fn admin_metrics(admin: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(admin).await.expect("connect to the admin port");
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
+    courier_tests::http::get(admin, "/metrics").await.1
 }

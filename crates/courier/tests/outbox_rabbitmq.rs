@@ -4,11 +4,12 @@
 //! confirm, 10 rounds. Each test has its own exchange and queue, deleted at the end.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use courier_proto::payments::v1 as pb;
+use courier_tests::outbox::{last_sequence_at, patient, AuthorizeLoad, PERMISSIVE_RULES};
 use courier_tests::payments::authorize_request;
 use courier_tests::process::{funded_account, ledger_check, CourierProcess};
 use courier_tests::proxy::Proxy;
@@ -21,8 +22,6 @@ use prost::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 const RABBITMQ: &str = "127.0.0.1:5672";
-
-const PERMISSIVE_RULES: &str = "[rollout]\nactive = \"permissive\"\n\n[[rule_set]]\nversion = \"permissive\"\n";
 
 fn up(data_dir: &str, addr: &str, exchange: &str) -> CourierProcess {
     up_on(data_dir, addr, exchange, &[])
@@ -47,12 +46,6 @@ fn up_on(data_dir: &str, addr: &str, exchange: &str, store: &[&str]) -> CourierP
     CourierProcess::start_with_env(BIN, &args, &env)
 }
 
-fn patient<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(Duration::from_secs(30));
-    request
-}
-
 async fn store(data_dir: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     let url = format!("sqlite://{data_dir}/courier.db");
@@ -61,12 +54,6 @@ async fn store(data_dir: &str) -> sqlx::AnyConnection {
 
 async fn last_sequence(data_dir: &str) -> i64 {
     last_sequence_at(&format!("sqlite://{data_dir}/courier.db")).await
-}
-
-async fn last_sequence_at(url: &str) -> i64 {
-    sqlx::any::install_default_drivers();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await.expect("open the store");
-    sqlx::query_scalar("SELECT COALESCE(MAX(sequence), 0) FROM events").fetch_one(&mut conn).await.expect("max")
 }
 
 /// A consumer of everything published to the test's exchange: (message id, event) in arrival order.
@@ -202,32 +189,15 @@ async fn rabbitmq_down_for_10s_under_load_authorizations_unaffected_backlog_drai
         assert!(Instant::now() < end, "the first events never reached RabbitMQ");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let (mut payments, account, stop, answered) =
-            (server.payments(), account.clone(), stop.clone(), answered.clone());
-        load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let response = payments.authorize(patient(authorize_request(&account, 1))).await;
-                let authorization = response.expect("Authorize answers while the broker is down").into_inner();
-                assert_eq!(authorization.authorization.unwrap().response_code, "00");
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let load = AuthorizeLoad::start(&server.payments(), &account, 4);
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.cut(Duration::from_secs(10));
-    let before = answered.load(Ordering::Relaxed);
+    let before = load.answered();
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let during = answered.load(Ordering::Relaxed) - before;
+    let during = load.answered() - before;
     let received_during = consumer.received.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load task");
-    }
+    load.stop().await;
     assert!(during > 0, "authorizations went on while the broker was down");
     let last = last_sequence(&data_dir).await;
     eprintln!(

@@ -271,14 +271,9 @@ async fn calls_succeed_while_the_otlp_collector_is_down() {
 
 /// The admin port's `/metrics` text.
 async fn scrape(admin: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(admin).await.expect("connect to the admin port");
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+    let (status, body) = courier_tests::http::get(admin, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 #[test]
