@@ -16,18 +16,8 @@ if [[ ! -x "$bin" ]]; then
 fi
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 
-venv="$here/.venv"
-py="$venv/bin/python"
-if [[ ! -x "$py" ]]; then
-  python3 -m venv "$venv"
-fi
-stamp="$venv/.requirements.sha256"
-want="$( { cat "$here/requirements.txt"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  echo "run.sh: installing requirements into $venv"
-  "$py" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  echo "$want" >"$stamp"
-fi
+source "$root/scripts/python-venv.sh"
+python_venv "$here"
 
 # Regenerated every run, so the stubs never lag behind the vendored files. Tyk's files import each other by bare
 # name, so their directory is the include root.

@@ -14,10 +14,8 @@ if ! timeout 2 bash -c '>/dev/tcp/127.0.0.1/5672' 2>/dev/null; then
   if [[ "${CI:-}" == "true" ]]; then echo "FAILED: RabbitMQ does not answer at 127.0.0.1:5672" >&2; exit 1; fi
   echo "SKIPPED: the Celery example needs RabbitMQ at 127.0.0.1:5672"; exit 0
 fi
-if [[ ! -x "$here/.venv/bin/celery" ]]; then
-  python3 -m venv "$here/.venv"
-  "$here/.venv/bin/pip" install -q 'celery>=5.3,<6'
-fi
+source "$root/scripts/python-venv.sh"
+python_venv "$here"
 
 work="$(mktemp -d)"
 queue="courier-example-$$"
@@ -59,17 +57,17 @@ for i in $(seq "$captures"); do
   cli capture "$authorization" > /dev/null
 done
 
-export COURIER_RECEIPTS="$work/receipts.txt" COURIER_CELERY_QUEUE="$queue"
+export RECEIPTS_FILE="$work/receipts.txt" CELERY_QUEUE="$queue"
 (cd "$here" && exec .venv/bin/celery -A tasks worker -Q "$queue" --pool solo --concurrency 1 --loglevel INFO \
   > "$work/worker.log" 2>&1) &
 pids+=($!)
 
 wait_receipts() {
   for _ in $(seq 600); do
-    [[ -f "$COURIER_RECEIPTS" && $(wc -l < "$COURIER_RECEIPTS") -ge $1 ]] && return 0
+    [[ -f "$RECEIPTS_FILE" && $(wc -l < "$RECEIPTS_FILE") -ge $1 ]] && return 0
     sleep 0.1
   done
-  cat "$work/worker.log" >&2; echo "only $(wc -l < "$COURIER_RECEIPTS" 2>/dev/null || echo 0) of $1 receipts" >&2
+  cat "$work/worker.log" >&2; echo "only $(wc -l < "$RECEIPTS_FILE" 2>/dev/null || echo 0) of $1 receipts" >&2
   exit 1
 }
 wait_receipts "$captures"
@@ -112,10 +110,10 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ "$duplicates" -ge "$captures" ]] || { cat "$work/worker.log" >&2; echo "FAILED: no redelivery seen" >&2; exit 1; }
-lines=$(wc -l < "$COURIER_RECEIPTS")
-distinct=$(cut -d' ' -f2 "$COURIER_RECEIPTS" | sort -u | wc -l)
+lines=$(wc -l < "$RECEIPTS_FILE")
+distinct=$(cut -d' ' -f2 "$RECEIPTS_FILE" | sort -u | wc -l)
 if [[ "$lines" -ne "$captures" || "$distinct" -ne "$captures" ]]; then
-  cat "$COURIER_RECEIPTS" >&2; echo "FAILED: $lines receipts for $captures captures" >&2; exit 1
+  cat "$RECEIPTS_FILE" >&2; echo "FAILED: $lines receipts for $captures captures" >&2; exit 1
 fi
 "$courier" ledger check --data-dir "$work/data"
 echo "celery example: $captures captures, $captures receipts, each once; $duplicates redelivered tasks recognised as duplicates"

@@ -12,10 +12,10 @@ import sqlite3
 from celery import Celery
 
 app = Celery("courier_example", broker=os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"))
-app.conf.task_default_queue = os.environ.get("COURIER_CELERY_QUEUE", "celery")
+app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
 app.conf.worker_hijack_root_logger = False
 
-RECEIPTS = os.environ.get("COURIER_RECEIPTS", "receipts.txt")
+RECEIPTS = os.environ.get("RECEIPTS_FILE", "receipts.txt")
 
 
 @app.task(name="courier.tasks.authorization_captured", bind=True)

@@ -30,22 +30,8 @@ bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 
 cd "$root"
 
-venv="$here/.venv"
-py="$venv/bin/python"
-if [[ ! -x "$py" ]]; then
-  echo "run.sh: creating $venv"
-  python3 -m venv "$venv"
-fi
-
-# Reinstall only when requirements.txt (or the venv's Python) changed, so that
-# reruns start in a second instead of re-resolving every package.
-stamp="$venv/.requirements.sha256"
-want="$( { cat "$here/requirements.txt"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  echo "run.sh: installing requirements into $venv"
-  "$py" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  echo "$want" >"$stamp"
-fi
+source "$root/scripts/python-venv.sh"
+python_venv "$here"
 
 # Regenerate every run so the stubs can never lag behind the .proto files.
 # `python -m grpc_tools.protoc` adds grpc_tools' bundled include directory
