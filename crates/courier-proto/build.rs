@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.rpc", "::tonic_types::pb")
         // Ordered maps encode deterministically: idempotency fingerprints hash the encoded request.
         .btree_map(".")
+        // prost's codec, but an undecodable request is INVALID_ARGUMENT without the decoder's text (src/codec.rs).
+        .codec_path("crate::codec::CourierCodec")
         .compile_fds(descriptors)?;
 
     // Tyk's coprocess contract (vendored, MPL-2.0): its files import each other by bare name, so their directory

@@ -4,6 +4,8 @@
 
 #![allow(missing_docs)]
 
+pub mod codec;
+
 /// `courier.users.v1`: the user service.
 pub mod users {
     /// Version 1 of the user contract.

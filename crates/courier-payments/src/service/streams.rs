@@ -86,6 +86,14 @@ pub(super) fn authorize_stream(
     tenant: Option<String>,
 ) -> Stream_<pb::AuthorizeStreamResponse> {
     let in_flight = api.ledger.config().stream_in_flight.max(1);
+    // Nothing is read after a message that fails (undecodable bytes, a reset): tonic's Streaming does not end
+    // itself on a decode error, and reading on would race a second error ("Unexpected EOF decoding stream.")
+    // against the first in buffer_unordered. So the client gets the first error, every time, and the call ends.
+    let input = input.scan(false, |failed, message| {
+        let emit = (!*failed).then_some(message);
+        *failed = emit.as_ref().is_some_and(Result::is_err);
+        future::ready(emit)
+    });
     let answers = input
         .map(move |message| {
             let api = api.clone();
