@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 
-use courier_kit::client::ResilientChannel;
+use courier_kit::client::{ResilientChannel, ResilientChannelBuilder};
 use courier_proto::risk::v1 as risk;
 
 use crate::ledger::{AuthorizeCmd, Risk};
@@ -86,49 +86,61 @@ impl RiskAssessor {
     }
 }
 
-/// The channel to RiskService: Score gets at most `timeout` (less when the Authorize has less left) and is never
-/// retried (every call counts towards the velocity rules; a second attempt would count twice). `urls` may name
-/// several replicas, balanced by the channel. With `tls` (from `[tls] ca`), the URLs must be `https://`.
-/// `colocated`: `urls` is this process's own address.
-pub fn risk_channel(
-    urls: &[String],
-    timeout: std::time::Duration,
-    tls: Option<tonic::transport::ClientTlsConfig>,
-    token: Option<&str>,
-    colocated: bool,
-) -> Result<ResilientChannel, courier_kit::client::BuildError> {
-    ResilientChannel::builder("risk")
-        .endpoints(urls.iter().cloned())
-        .tls(tls)
-        .bearer(token)?
-        .max_timeout(timeout)
-        .health_check(watch_health(colocated))
-        .build()
+/// Where payments' calls to users or risk go.
+#[derive(Clone, Debug)]
+pub enum Upstream {
+    /// Replicas at these URLs (`https://` with `tls`, from `[tls] ca`), balanced over those whose health says
+    /// SERVING.
+    Replicas {
+        /// One URL per replica.
+        urls: Vec<String>,
+        /// Outbound TLS.
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    },
+    /// This very process (`courier up`), over in-memory connections that outlast its public drain.
+    InProcess(courier_kit::server::InProcessConnector),
+    /// This very process through its own listener, for a setup whose services accept payments only by its mTLS
+    /// identity (no bearer token, and an in-memory connection has no certificate). Health is not watched: the
+    /// process's own drain must not turn its own calls away.
+    OwnListener {
+        /// The process's own URL.
+        url: String,
+        /// Outbound TLS.
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    },
 }
 
-/// Health watching picks among replicas and tells the breaker when a failed one is back, so it is on for every
-/// remote upstream (servers end Watch streams when they drain, so a watch does not hold a drain open). Off for
-/// `colocated`, this process's own address (`courier up`): its own drain must not turn its own calls away.
-fn watch_health(colocated: bool) -> bool {
-    !colocated
+impl Upstream {
+    fn aim(self, builder: ResilientChannelBuilder) -> ResilientChannelBuilder {
+        match self {
+            Self::Replicas { urls, tls } => builder.endpoints(urls).tls(tls),
+            Self::InProcess(connector) => builder.in_process(connector),
+            Self::OwnListener { url, tls } => builder.endpoint(url).tls(tls).health_check(false),
+        }
+    }
+}
+
+/// The channel to RiskService: Score gets at most `timeout` (less when the Authorize has less left) and is never
+/// retried (every call counts towards the velocity rules; a second attempt would count twice).
+pub fn risk_channel(
+    upstream: Upstream,
+    timeout: std::time::Duration,
+    token: Option<&str>,
+) -> Result<ResilientChannel, courier_kit::client::BuildError> {
+    upstream.aim(ResilientChannel::builder("risk")).bearer(token)?.max_timeout(timeout).build()
 }
 
 /// The channel to UserService: GetUser is idempotent, so it retries (on UNAVAILABLE, within the deadline).
-/// With `tls` (from `[tls] ca`), the URLs must be `https://`; `token` is payments' own bearer token for a
-/// UserService with `[auth]`.
+/// `token` is payments' own bearer token for a UserService with `[auth]`.
 pub fn users_channel(
-    urls: &[String],
+    upstream: Upstream,
     timeout: std::time::Duration,
-    tls: Option<tonic::transport::ClientTlsConfig>,
     token: Option<&str>,
-    colocated: bool,
 ) -> Result<ResilientChannel, courier_kit::client::BuildError> {
-    ResilientChannel::builder("users")
-        .endpoints(urls.iter().cloned())
-        .tls(tls)
+    upstream
+        .aim(ResilientChannel::builder("users"))
         .bearer(token)?
         .max_timeout(timeout)
         .method("/courier.users.v1.UserService/GetUser", courier_kit::client::MethodOptions::idempotent())
-        .health_check(watch_health(colocated))
         .build()
 }

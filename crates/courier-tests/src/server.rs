@@ -77,21 +77,27 @@ impl TestServer {
         let clock = Clock::manual();
         let ledger = Ledger::start(pool, options.payments.clone(), clock.clone());
         ledger.spawn_sweeper();
-        let users_colocated = options.users_url.is_none();
-        let users_url = options.users_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        // Like `courier up`: the services' own calls to each other over in-memory connections, unless a test
+        // points payments elsewhere.
+        let own = courier_payments::risk::Upstream::InProcess(services.in_process());
+        let elsewhere =
+            |url: &String| courier_payments::risk::Upstream::Replicas { urls: vec![url.clone()], tls: None };
+        let users_upstream = options.users_url.as_ref().map_or(own.clone(), elsewhere);
         let users_timeout = options.payments.users_timeout;
-        let users = courier_payments::risk::users_channel(&[users_url], users_timeout, None, None, users_colocated)
-            .expect("users");
+        let users = courier_payments::risk::users_channel(users_upstream, users_timeout, None).expect("users");
         let mut payments = courier_payments::PaymentsApi::new(ledger.clone(), users);
         if let Some(config) = &options.risk {
             let engine = courier_risk::RiskEngine::start(config, courier_risk::Clock::system()).expect("risk rules");
             services.add(courier_risk::RiskApi::new(engine).into_service());
         }
-        let risk_colocated = options.risk_url.is_none();
-        let risk_url = options.risk_url.clone().or_else(|| options.risk.as_ref().map(|_| format!("http://{addr}")));
-        if let Some(url) = risk_url {
+        let risk_upstream = match (&options.risk_url, &options.risk) {
+            (Some(url), _) => Some(elsewhere(url)),
+            (None, Some(_)) => Some(own),
+            (None, None) => None,
+        };
+        if let Some(upstream) = risk_upstream {
             payments = payments.with_risk(
-                courier_payments::risk::risk_channel(&[url], options.payments.risk_timeout, None, None, risk_colocated)
+                courier_payments::risk::risk_channel(upstream, options.payments.risk_timeout, None)
                     .expect("risk channel"),
             );
         }

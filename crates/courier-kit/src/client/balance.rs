@@ -20,7 +20,7 @@ use http::{Request, Response};
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -104,12 +104,12 @@ impl Endpoints {
     }
 }
 
-/// Starts the balancer over `endpoints` (and their health watchers, with `health` naming the service to ask
+/// Starts the balancer over `endpoints` (URL and channel; and their health watchers, with `health` naming the service to ask
 /// about, or `None` to trust every endpoint). An endpoint turning SERVING resets `breaker`: the failures it
 /// counted are over. Must run inside a Tokio runtime.
 pub(crate) fn start(
     upstream: &str,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<(String, Channel)>,
     health: Option<String>,
     breaker: Option<Arc<Breaker>>,
 ) -> (Dispatch, Arc<Endpoints>) {
@@ -120,13 +120,12 @@ pub(crate) fn start(
         undecided: AtomicUsize::new(endpoints.len()),
         changed: watch::Sender::new(0),
     });
-    for (key, endpoint) in endpoints.into_iter().enumerate() {
-        let url = endpoint.uri().to_string();
+    for (key, (url, channel)) in endpoints.into_iter().enumerate() {
         let mut watcher = Watcher {
             key,
             url,
             upstream: upstream.to_owned(),
-            channel: endpoint.connect_lazy(),
+            channel,
             tx: tx.clone(),
             state: state.clone(),
             decided: false,

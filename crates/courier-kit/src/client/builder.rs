@@ -12,6 +12,7 @@ use super::metrics::ClientMetrics;
 use super::options::{BreakerOptions, MethodOptions, RetryPolicy, ThrottleOptions, UpstreamOptions};
 use super::retry::{MethodTable, Throttle};
 use super::ResilientChannel;
+use crate::server::InProcessConnector;
 
 /// Keepalive PINGs find a replica that vanished without closing its connection (as the server side does).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -54,11 +55,13 @@ pub struct ResilientChannelBuilder {
     tls: Option<ClientTlsConfig>,
     /// Sent as `authorization: Bearer <token>` on every call (a service's own token).
     bearer: Option<http::HeaderValue>,
+    /// Calls go to this process's own server instead of `options.urls`.
+    in_process: Option<InProcessConnector>,
 }
 
 impl ResilientChannelBuilder {
     pub(super) fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), options: UpstreamOptions::default(), tls: None, bearer: None }
+        Self { name: name.into(), options: UpstreamOptions::default(), tls: None, bearer: None, in_process: None }
     }
 
     /// Replaces every option (endpoint URLs included) with `options`.
@@ -138,6 +141,14 @@ impl ResilientChannelBuilder {
         Ok(self)
     }
 
+    /// Calls this process's own services (see [`crate::server::ServiceSet::in_process`]) instead of replicas at
+    /// URLs: no socket and no TLS, and no health watching, since the process's own drain must not turn its own
+    /// calls away (its server keeps these connections until the public listener has drained).
+    pub fn in_process(mut self, connector: InProcessConnector) -> Self {
+        self.in_process = Some(connector);
+        self
+    }
+
     /// Whether to follow the replicas' health (on by default).
     pub fn health_check(mut self, enabled: bool) -> Self {
         self.options.health_check = enabled;
@@ -147,8 +158,15 @@ impl ResilientChannelBuilder {
     /// Checks the options and starts the channel (its balancer and health watchers). Must run inside a Tokio
     /// runtime; connections are made lazily.
     pub fn build(self) -> Result<ResilientChannel, BuildError> {
-        let Self { name, options, tls, bearer } = self;
+        let Self { name, options, tls, bearer, in_process } = self;
         validate(&name, &options)?;
+        if let Some(connector) = in_process {
+            // The authority only names the upstream in the server's logs; nothing resolves it.
+            let endpoint = Endpoint::from_static("http://in-process.invalid");
+            let channel = endpoint.connect_with_connector_lazy(connector);
+            let (dispatch, endpoints) = balance::start(&name, vec![("in-process".to_owned(), channel)], None, None);
+            return Ok(finish(name, &options, bearer, breaker(&options), dispatch, endpoints));
+        }
         if options.urls.is_empty() {
             return Err(BuildError::NoEndpoints(name));
         }
@@ -185,22 +203,38 @@ impl ResilientChannelBuilder {
                     .keep_alive_while_idle(true))
             })
             .collect::<Result<Vec<_>, BuildError>>()?;
+        let channels = endpoints.iter().map(|endpoint| (endpoint.uri().to_string(), endpoint.connect_lazy())).collect();
         let health = options.health_check.then(|| options.health_service.clone());
-        let breaker = options.breaker.enabled.then(|| Arc::new(Breaker::new(&options.breaker)));
-        let (dispatch, endpoints) = balance::start(&name, endpoints, health, breaker.clone());
-        let upstream = Upstream {
-            reserve: options.reserve,
-            methods: MethodTable::new(&options),
-            retry_buffer_bytes: options.retry_buffer_bytes,
-            breaker,
-            throttle: options.throttle.enabled.then(|| Throttle::new(&options.throttle)),
-            endpoints,
-            metrics: ClientMetrics::new(&name),
-            authorization: bearer,
-            name,
-        };
-        Ok(ResilientChannel { upstream: Arc::new(upstream), dispatch })
+        let breaker = breaker(&options);
+        let (dispatch, endpoints) = balance::start(&name, channels, health, breaker.clone());
+        Ok(finish(name, &options, bearer, breaker, dispatch, endpoints))
     }
+}
+
+fn breaker(options: &UpstreamOptions) -> Option<Arc<Breaker>> {
+    options.breaker.enabled.then(|| Arc::new(Breaker::new(&options.breaker)))
+}
+
+fn finish(
+    name: String,
+    options: &UpstreamOptions,
+    bearer: Option<http::HeaderValue>,
+    breaker: Option<Arc<Breaker>>,
+    dispatch: balance::Dispatch,
+    endpoints: Arc<balance::Endpoints>,
+) -> ResilientChannel {
+    let upstream = Upstream {
+        reserve: options.reserve,
+        methods: MethodTable::new(options),
+        retry_buffer_bytes: options.retry_buffer_bytes,
+        breaker,
+        throttle: options.throttle.enabled.then(|| Throttle::new(&options.throttle)),
+        endpoints,
+        metrics: ClientMetrics::new(&name),
+        authorization: bearer,
+        name,
+    };
+    ResilientChannel { upstream: Arc::new(upstream), dispatch }
 }
 
 fn validate(name: &str, options: &UpstreamOptions) -> Result<(), BuildError> {

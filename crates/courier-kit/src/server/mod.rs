@@ -8,6 +8,7 @@
 //! watch would otherwise hold the drain for the whole grace period), the listener stops, calls in flight get up to
 //! `shutdown_grace` to finish, and `serve` returns as soon as they are done.
 
+mod in_process;
 mod options;
 mod shutdown;
 
@@ -29,6 +30,7 @@ use crate::layers::{
     AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, FaultLayer, RecvLimitLayer,
     RpcMetricsLayer, TraceLayer,
 };
+pub use in_process::Connector as InProcessConnector;
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
 
@@ -42,6 +44,7 @@ pub struct ServiceSet {
     auth: Option<Arc<Authenticator>>,
     scopes: Vec<&'static [(&'static str, &'static str)]>,
     audited: Vec<&'static [&'static str]>,
+    in_process: Option<(in_process::Connector, in_process::Incoming)>,
 }
 
 impl ServiceSet {
@@ -87,6 +90,13 @@ impl ServiceSet {
         self
     }
 
+    /// A connector for this process's own calls to these services (see [`in_process`]): [`serve`] serves them
+    /// over in-memory connections through the same layers, and keeps doing so until the public listener has
+    /// drained, so a call in flight can still reach the co-located service it needs.
+    pub fn in_process(&mut self) -> InProcessConnector {
+        self.in_process.get_or_insert_with(in_process::pair).0.clone()
+    }
+
     /// The readiness [`serve`] reports: set once every service is SERVING, cleared when draining starts.
     pub fn readiness(&self) -> Readiness {
         self.readiness.clone()
@@ -118,7 +128,7 @@ pub async fn serve(
     options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let ServiceSet { mut routes, names, descriptor_sets, readiness, auth, scopes, audited } = services;
+    let ServiceSet { mut routes, names, descriptor_sets, readiness, auth, scopes, audited, in_process } = services;
     let auth_layer = auth_layer(auth, &scopes, &audited);
 
     let (health, _) = tonic_health::server::health_reporter();
@@ -148,6 +158,28 @@ pub async fn serve(
         tracing::warn!(?methods, "fault injection is ON: these methods will be delayed, failed or dropped on purpose");
     }
 
+    // Every call passes the same layers, from the listener or from this process itself; the layers share their
+    // state (one concurrency limit, one set of faults), as when the process's own calls came over its socket.
+    let layers = tower::ServiceBuilder::new()
+        .layer(TraceLayer)
+        .layer(AccessLogLayer)
+        .layer(RpcMetricsLayer)
+        .layer(ContentTypeLayer)
+        .layer(auth_layer)
+        .layer(FaultLayer::new(&options.faults))
+        .layer(DeadlineLayer::new(&options.deadlines))
+        .layer(ConcurrencyLimitLayer::with_overload(options.max_concurrent_calls, &options.overload))
+        .layer(RecvLimitLayer::new(options.max_recv_message_bytes))
+        .into_inner();
+    let routes = routes.routes();
+    let (own_calls_stop, own_calls_stopped) = tokio::sync::oneshot::channel::<()>();
+    let own_calls = in_process.map(|(_, incoming)| {
+        let server = tonic::transport::Server::builder().layer(layers.clone()).add_routes(routes.clone());
+        tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
+            let _ = own_calls_stopped.await;
+        }))
+    });
+
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     // With TLS, every accepted connection is handshaken first; a failed handshake (no client certificate under
     // mTLS, a plaintext client) drops that connection only.
@@ -159,16 +191,8 @@ pub async fn serve(
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .tcp_nodelay(true)
-        .layer(TraceLayer)
-        .layer(AccessLogLayer)
-        .layer(RpcMetricsLayer)
-        .layer(ContentTypeLayer)
-        .layer(auth_layer)
-        .layer(FaultLayer::new(&options.faults))
-        .layer(DeadlineLayer::new(&options.deadlines))
-        .layer(ConcurrencyLimitLayer::with_overload(options.max_concurrent_calls, &options.overload))
-        .layer(RecvLimitLayer::new(options.max_recv_message_bytes))
-        .add_routes(routes.routes())
+        .layer(layers)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
             let _ = drain_rx.await;
         });
@@ -176,7 +200,12 @@ pub async fn serve(
     readiness.set(true);
 
     tokio::select! {
-        result = &mut server => return result.map_err(ServeError::from),
+        result = &mut server => {
+            if let Some(task) = &own_calls {
+                task.abort();
+            }
+            return result.map_err(ServeError::from);
+        }
         () = shutdown => {}
     }
 
@@ -189,13 +218,25 @@ pub async fn serve(
     tokio::time::sleep(options.drain_lead).await;
     let _ = watches_end.send(true);
     let _ = drain_tx.send(());
-    match tokio::time::timeout(options.shutdown_grace, &mut server).await {
+    let drained = tokio::time::timeout(options.shutdown_grace, &mut server).await;
+    // The calls that needed this process's own services are over (or abandoned): those connections go last.
+    if let Some(task) = own_calls {
+        let _ = own_calls_stop.send(());
+        if tokio::time::timeout(OWN_CALLS_GRACE, task).await.is_err() {
+            tracing::warn!("this process's own calls still open after the drain; abandoning them");
+        }
+    }
+    match drained {
         Ok(result) => result?,
         Err(_) => tracing::warn!(grace = ?options.shutdown_grace, "grace period over; abandoning calls still open"),
     }
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// How long the in-process connections get to finish once the public listener has drained: only calls of
+/// abandoned public calls can still be running on them.
+const OWN_CALLS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `grpc.health.v1.Health` whose Watch streams end (OK) once the drain's lead time is over, after they told
 /// NOT_SERVING: tonic-health's never end, so one watcher held every drain for its whole grace period.

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use courier_kit::server::{self, ServiceSet};
 use courier_payments::model::Clock;
+use courier_payments::risk::{risk_channel, users_channel, Upstream};
 use courier_payments::Ledger;
 use tokio::net::TcpListener;
 
@@ -143,39 +144,35 @@ async fn run(
                 }
                 let ledger = Ledger::start(pool, payments, Clock::system());
                 ledger.spawn_sweeper();
-                let own = || transport.own_url(addr);
-                let (users_urls, users_colocated) = match url_list(&config.users_url) {
-                    Some(urls) => (urls, false),
-                    None => (vec![own()?], true),
-                };
-                let users_tls = transport.client.clone();
                 let token = service_token.as_deref();
-                let users = courier_payments::risk::users_channel(
-                    &users_urls,
-                    config.payments.users_timeout,
-                    users_tls,
-                    token,
-                    users_colocated,
-                )
-                .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
+                // This process's own users and risk: over in-memory connections, which outlast the public drain,
+                // unless payments is known to them only by its mTLS certificate (no token to send in memory).
+                let in_process = authenticator.is_none() || token.is_some();
+                let mut own = || -> anyhow::Result<Upstream> {
+                    Ok(if in_process {
+                        Upstream::InProcess(set.in_process())
+                    } else {
+                        Upstream::OwnListener { url: transport.own_url(addr)?, tls: transport.client.clone() }
+                    })
+                };
+                let replicas = |urls| Upstream::Replicas { urls, tls: transport.client.clone() };
+                let users_upstream = match url_list(&config.users_url) {
+                    Some(urls) => replicas(urls),
+                    None => own()?,
+                };
+                let users = users_channel(users_upstream, config.payments.users_timeout, token)
+                    .with_context(|| format!("invalid configuration key `users_url`: {:?}", config.users_url))?;
                 let mut api = courier_payments::PaymentsApi::new(ledger.clone(), users);
                 // RiskService: the one configured, else this process's own when it serves one; without either,
                 // authorizations are decided without risk (and the startup lines say so).
-                let risk_urls = match url_list(&config.risk_url) {
-                    Some(urls) => Some((urls, false)),
-                    None if risk.is_some() => Some((vec![own()?], true)),
+                let risk_upstream = match url_list(&config.risk_url) {
+                    Some(urls) => Some(replicas(urls)),
+                    None if risk.is_some() => Some(own()?),
                     None => None,
                 };
-                if let Some((urls, colocated)) = &risk_urls {
-                    let risk_tls = transport.client.clone();
-                    let channel = courier_payments::risk::risk_channel(
-                        urls,
-                        config.payments.risk_timeout,
-                        risk_tls,
-                        token,
-                        *colocated,
-                    )
-                    .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
+                if let Some(upstream) = risk_upstream {
+                    let channel = risk_channel(upstream, config.payments.risk_timeout, token)
+                        .with_context(|| format!("invalid configuration key `risk_url`: {:?}", config.risk_url))?;
                     api = api.with_risk(channel);
                 } else {
                     notes.push("courier: payments runs WITHOUT risk checks (set --risk-url)".to_owned());
