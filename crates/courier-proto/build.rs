@@ -4,8 +4,15 @@
 use std::path::PathBuf;
 
 const PROTO_ROOT: &str = "../../proto";
-const FILES: &[&str] =
-    &["courier/users/v1/users.proto", "courier/payments/v1/payments.proto", "courier/risk/v1/risk.proto"];
+// google/rpc/error_details.proto is compiled for its descriptor only (its Rust types are tonic-types' own, see the
+// extern_path below): reflection serves it so generic clients (buf curl, grpcurl) can decode the BadRequest,
+// ResourceInfo and ErrorInfo details courier sends in grpc-status-details-bin.
+const FILES: &[&str] = &[
+    "courier/users/v1/users.proto",
+    "courier/payments/v1/payments.proto",
+    "courier/risk/v1/risk.proto",
+    "google/rpc/error_details.proto",
+];
 
 const TYK_ROOT: &str = "../../third_party/tyk/coprocess/proto";
 const TYK_FILES: &[&str] = &["coprocess_object.proto"];

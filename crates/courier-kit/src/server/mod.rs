@@ -10,6 +10,7 @@
 
 mod in_process;
 mod options;
+mod reflection;
 mod shutdown;
 
 use std::convert::Infallible;
@@ -116,7 +117,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     /// A reflection descriptor set could not be decoded.
     #[error("reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] prost_reflect::DescriptorError),
 }
 
 /// Serves `services` on `listener` until `shutdown` resolves, then drains gracefully (see the module docs).
@@ -141,16 +142,13 @@ pub async fn serve(
     routes.add_service(HealthServer::new(DrainingHealth { inner, ended: watches_ended }));
 
     if options.reflection {
-        let mut v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        let mut v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        for set in &descriptor_sets {
-            v1 = v1.register_encoded_file_descriptor_set(set);
-            v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
-        }
-        routes.add_service(v1.build_v1()?);
-        routes.add_service(v1alpha.build_v1alpha()?);
+        let descriptors = reflection::Descriptors::new(&descriptor_sets)?;
+        routes.add_service(reflection::v1::ServerReflectionServer::new(reflection::v1::ReflectionV1(
+            descriptors.clone(),
+        )));
+        routes.add_service(reflection::v1alpha::ServerReflectionServer::new(reflection::v1alpha::ReflectionV1Alpha(
+            descriptors,
+        )));
     }
 
     if !options.faults.is_empty() {
