@@ -77,10 +77,10 @@ const H2_CONNECTION_TARGET: &str = "h2::proto::connection";
 /// rule: a protocol error, or one of its flood guards (`too_many_data_frames`, too many resets, ...). Without it
 /// nothing says why every stream of a connection died: tonic's serve loop logs the connection's error at debug
 /// (`failed serving connection`), and what h2 returns there has lost the GOAWAY's debug data, the guard's name.
-/// h2 logs the whole error at debug when it sends the GOAWAY (and again while the connection closes); this layer (with a filter of
-/// its own that enables only that module's debug events) turns the ones h2 initiated (`Library`) with a reason
-/// other than NO_ERROR into a WARN. The peer's address is not known there (h2 runs the connection outside any
-/// span).
+/// h2 logs the whole error at debug when it sends the GOAWAY (and again while the connection closes); this
+/// layer (with a filter of its own that enables only that module's debug events) turns the ones h2 initiated
+/// (`Library`) with a reason other than NO_ERROR into one WARN per connection. The peer's address is not known
+/// there (h2 runs the connection outside courier's spans).
 struct ConnectionGuardLayer;
 
 impl<S> Layer<S> for ConnectionGuardLayer
