@@ -35,6 +35,11 @@ pub struct PaymentsConfig {
     pub holder_stale_if_error: Duration,
     /// Most authorizations one AuthorizeStream works on at once; the stream's reader waits beyond it.
     pub stream_in_flight: usize,
+    /// Most authorizations all AuthorizeStream calls of the process work on at once, shared first come first
+    /// served; each stream's reader also waits while they are all taken. Without it, 300 streams of 64 each put
+    /// 19,200 authorizations at once on a pool of 16 store connections (most timed out waiting for one) and
+    /// held their memory.
+    pub streams_in_flight: usize,
     /// How long one UserService lookup may take (retries included).
     #[serde(with = "humantime_serde")]
     pub users_timeout: Duration,
@@ -82,6 +87,7 @@ impl Default for PaymentsConfig {
             holder_cache_ttl: Duration::from_secs(5),
             holder_stale_if_error: Duration::from_secs(30),
             stream_in_flight: 64,
+            streams_in_flight: 512,
             users_timeout: Duration::from_millis(100),
             risk_timeout: Duration::from_millis(100),
             risk_min_budget: Duration::from_millis(10),

@@ -109,6 +109,30 @@ impl ServiceSet {
     }
 }
 
+/// HTTP/2 streams a client may have open at once on one connection. Beyond it its streams wait for one to end
+/// (the h2 client queues them); the default `max_concurrent_calls` is as large, so that limit answers first.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Bytes a client may send on one stream before the server has read them (the per-stream HTTP/2 window).
+pub const STREAM_WINDOW: u32 = 16 * 1024;
+/// Bytes a client may send on one connection before the server has read them. Its size is what keeps h2's
+/// small-DATA-frame guard quiet for legitimate clients, and this is the arithmetic.
+///
+/// h2 0.4.20 (`proto/streams/counts.rs`, `record_data_frame`) charges every received non-final DATA frame of
+/// `len < 256` bytes `256 - len` against a connection budget of half the connection window (its default when,
+/// as here, hyper and tonic do not let us set `data_frame_budget`), and gives the charge back when the
+/// application reads the frame; overdrawn, it sends GOAWAY ENHANCE_YOUR_CALM `too_many_data_frames` and every
+/// stream on the connection dies. Frames the application has not read are bounded by flow control: at most
+/// `MAX_STREAMS_PER_CONNECTION * STREAM_WINDOW` = 16 MiB on one connection (this is also the most h2 buffers
+/// for a connection, whatever the client does). With the connection window at `8 * 16 MiB` = 128 MiB, the budget is
+/// 64 MiB, four times everything that can be unread, so only frames with `(256 - len) / len > 4`, under 52
+/// bytes, can ever overdraw it. A gRPC message that small is not a payments call (an AuthorizeStream message, with
+/// its 5-byte prefix, an account id of 37 and an idempotency key, is over 90 bytes): clients that send one message
+/// per frame never trip the guard however slowly courier reads, and a client that chops messages into tiny
+/// frames still does. The large connection window costs nothing by itself: what is buffered is bounded by the
+/// stream windows above. (The hyper default, 1 MiB for the connection, unlimited streams of 1 MiB each, tripped
+/// the guard once about 350 KiB of 105-byte messages were unread: 300 streams of 100 messages did.)
+pub const CONNECTION_WINDOW: u32 = 8 * MAX_STREAMS_PER_CONNECTION * STREAM_WINDOW;
+
 /// Why [`serve`] stopped without finishing cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -189,6 +213,9 @@ pub async fn serve(
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))
         .tcp_nodelay(true)
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .layer(layers)
         .add_routes(routes)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {

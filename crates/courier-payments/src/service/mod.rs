@@ -28,6 +28,8 @@ pub struct PaymentsApi {
     ledger: Ledger,
     holders: Arc<Holders>,
     risk: Option<RiskAssessor>,
+    /// `streams_in_flight` permits, one per authorization an AuthorizeStream works on (see `streams.rs`).
+    stream_work: Arc<tokio::sync::Semaphore>,
 }
 
 impl PaymentsApi {
@@ -35,7 +37,8 @@ impl PaymentsApi {
     pub fn new(ledger: Ledger, users: ResilientChannel) -> Self {
         let config = ledger.config();
         let holders = Arc::new(Holders::new(users, config.holder_cache_ttl, config.holder_stale_if_error));
-        Self { ledger, holders, risk: None }
+        let stream_work = Arc::new(tokio::sync::Semaphore::new(config.streams_in_flight.max(1)));
+        Self { ledger, holders, risk: None, stream_work }
     }
 
     /// Consults RiskService on `channel` for every authorization (without it, risk is not consulted).

@@ -77,8 +77,9 @@ pub(super) fn watch_events(
 }
 
 /// Each message is answered on its own: a bad one gets its error in its response and the stream goes on. At most
-/// `stream_in_flight` messages are worked on at once; the next is read only when one finishes, so HTTP/2 flow
-/// control slows a sender that outruns the ledger instead of the server buffering without bound. Answers come
+/// `stream_in_flight` messages are worked on at once, and at most `streams_in_flight` across all streams; the next is
+/// read only when one finishes, so HTTP/2 flow control slows a sender that outruns the ledger instead of the server
+/// buffering without bound. Answers come
 /// in completion order; the correlation id pairs them with requests.
 pub(super) fn authorize_stream(
     api: PaymentsApi,
@@ -94,8 +95,17 @@ pub(super) fn authorize_stream(
         *failed = emit.as_ref().is_some_and(Result::is_err);
         future::ready(emit)
     });
+    // A process-wide permit (`streams_in_flight`, first come first served) before a message is worked on: many
+    // streams share the store's pool and the writer instead of each putting `stream_in_flight` authorizations on
+    // them. A stream waits for one with the one message it read; nothing more is read meanwhile, so HTTP/2 flow
+    // control holds its sender. (Queued work futures instead of messages cost 176 MiB for 300 streams.)
+    let permits = api.stream_work.clone();
+    let input = input.then(move |message| {
+        let permits = permits.clone();
+        async move { (permits.acquire_owned().await, message) }
+    });
     let answers = input
-        .map(move |message| {
+        .map(move |(permit, message)| {
             let api = api.clone();
             let tenant = tenant.clone();
             // Each message runs as its own task: buffer_unordered only drives its futures while the response is
@@ -120,6 +130,11 @@ pub(super) fn authorize_stream(
             };
             // The call's span too, so the task's log lines and upstream calls carry its trace.
             let work = work.instrument(tracing::Span::current());
+            let work = async move {
+                // Returned when this authorization is done, whether or not its answer has been taken.
+                let _permit = permit.map_err(|_| Status::unavailable("shutting down"))?;
+                work.await
+            };
             let task = match courier_kit::deadline::current() {
                 Some(deadline) => tokio::spawn(courier_kit::deadline::scope(deadline, work)),
                 None => tokio::spawn(work),
