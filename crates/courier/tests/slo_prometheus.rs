@@ -138,7 +138,10 @@ async fn authorize_once(channel: &AuthChannel, account: &str, tally: &Tally) {
     // Approved or declined (the velocity rules decline most of them): both are answers.
     match client.authorize(authorize_request(account, 1)).await {
         Ok(_) => tally.ok.fetch_add(1, Ordering::Relaxed),
-        Err(_) => tally.failed.fetch_add(1, Ordering::Relaxed),
+        Err(status) => {
+            eprintln!("Authorize failed: {:?} {}", status.code(), status.message());
+            tally.failed.fetch_add(1, Ordering::Relaxed)
+        }
     };
 }
 
