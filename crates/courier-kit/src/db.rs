@@ -76,6 +76,42 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
     Ok(pool)
 }
 
+/// The least time before the caller's deadline at which a store operation gives up in [`before_deadline`]; a
+/// tenth of the time left when that is more (the answer must still travel, and the caller's clock started first).
+pub const REFUSAL_MARGIN: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Below this much time left, [`before_deadline`] does not bound the operation: with a budget that short, a store
+/// that did not answer yet is more likely slow than gone, and the caller's own DEADLINE_EXCEEDED says better
+/// what happened than "the database did not answer".
+pub const LEAST_BOUNDED_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs a store operation (an acquire, a query, a transaction's statements) until `deadline` (the deadline of
+/// the call being served, [`crate::deadline::current`]) less a margin ([`REFUSAL_MARGIN`]), then gives up with
+/// an I/O error ([`is_unreachable`]). A database that stops answering without resetting anything (packets
+/// dropped) would otherwise hold every call until the caller's own deadline, which tells the caller nothing; this
+/// way it hears UNAVAILABLE (nothing was changed) while it still listens. Unbounded without a deadline (the
+/// pool's acquire timeout still applies) and with less than [`LEAST_BOUNDED_BUDGET`] left. Never wrap a COMMIT
+/// in this without finding out afterwards whether it applied.
+pub async fn before_deadline<T>(
+    deadline: Option<crate::deadline::Instant>,
+    operation: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let Some(deadline) = deadline else { return operation.await };
+    let now = crate::deadline::Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    if left < LEAST_BOUNDED_BUDGET {
+        return operation.await;
+    }
+    let give_up = deadline - (left / 10).max(REFUSAL_MARGIN);
+    match tokio::time::timeout_at(give_up, operation).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the database did not answer before the call's deadline",
+        ))),
+    }
+}
+
 /// True when `error` says the database could not be reached or the connection broke (rather than the database
 /// answering an error): a statement that failed this way on a read applied nothing and may be retried.
 pub fn is_unreachable(error: &sqlx::Error) -> bool {

@@ -1,6 +1,7 @@
 //! A real TCP proxy between a service under test and its upstream (PostgreSQL, a broker), for fault tests: it
 //! forwards bytes both ways until told to [`Proxy::cut`], which kills every live connection at once (both sides
-//! see the socket drop, as when a network path fails mid-statement) and refuses new ones for a while.
+//! see the socket drop, as when a network path fails mid-statement) and refuses new ones for a while, or to
+//! [`Proxy::stall`], which keeps every connection open and silent (as when packets are dropped and nothing resets).
 //!
 //! ```no_run
 //! # async fn example() {
@@ -30,6 +31,8 @@ struct State {
     generation: watch::Sender<u64>,
     /// New connections are refused (accepted and closed at once) until then.
     refuse_until: Mutex<Option<Instant>>,
+    /// While true nothing is forwarded: connections stay open and silent, new ones are accepted and held.
+    stalled: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -37,7 +40,11 @@ impl Proxy {
     pub async fn start(upstream: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let state = Arc::new(State { generation: watch::Sender::new(0), refuse_until: Mutex::new(None) });
+        let state = Arc::new(State {
+            generation: watch::Sender::new(0),
+            refuse_until: Mutex::new(None),
+            stalled: watch::Sender::new(false),
+        });
         let upstream = upstream.to_owned();
         let accept = tokio::spawn({
             let state = state.clone();
@@ -49,7 +56,7 @@ impl Proxy {
                         drop(client);
                         continue;
                     }
-                    tokio::spawn(forward(client, upstream.clone(), state.generation.subscribe()));
+                    tokio::spawn(forward(client, upstream.clone(), state.clone()));
                 }
             }
         });
@@ -64,7 +71,15 @@ impl Proxy {
     /// Kills every live connection now and refuses new ones for `refuse_for` (zero: accepts again at once).
     pub fn cut(&self, refuse_for: Duration) {
         *self.state.refuse_until.lock().unwrap() = Some(Instant::now() + refuse_for);
+        self.state.stalled.send_replace(false);
         self.state.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// Stops forwarding: every connection stays open and nothing more crosses it, and new connections are
+    /// accepted and never answered, as when a network path drops packets without resetting anything. Only
+    /// [`Proxy::cut`] ends it (killing those connections: bytes in flight were lost).
+    pub fn stall(&self) {
+        self.state.stalled.send_replace(true);
     }
 }
 
@@ -75,13 +90,22 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies both ways until either side closes or a cut comes; dropping both sockets then closes them.
-async fn forward(mut client: TcpStream, upstream: String, mut cut: watch::Receiver<u64>) {
+/// Copies both ways until either side closes or a cut comes; dropping both sockets then closes them. A stall
+/// stops the copying but keeps both sockets until the cut.
+async fn forward(mut client: TcpStream, upstream: String, state: Arc<State>) {
+    let mut cut = state.generation.subscribe();
+    let mut stalled = state.stalled.subscribe();
+    if *stalled.borrow_and_update() {
+        let _ = cut.changed().await;
+        return;
+    }
     let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = cut.changed() => {}
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+        _ = cut.changed() => return,
+        _ = stalled.wait_for(|stalled| *stalled) => {}
     }
+    let _ = cut.changed().await;
 }

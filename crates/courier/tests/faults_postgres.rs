@@ -170,3 +170,80 @@ async fn served(
         }
     }
 }
+
+/// A database that stops answering without resetting anything (the proxy forwards nothing and holds every
+/// connection open, as a path that drops packets does): every call is refused UNAVAILABLE before its deadline,
+/// not left to run into it, and indeed applied nothing; once the path is back, the same keys work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn a_postgres_that_stops_answering_is_refused_before_the_callers_deadline() {
+    let database = courier_tests::Backend::Postgres.database().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxied = database.url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let server = up(&proxied, dir.path().to_str().unwrap());
+    let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
+    let mut warm = authorize_request(&account_id, 1);
+    warm.currency = "EUR".into();
+    server.payments().authorize(within(warm, Duration::from_secs(30))).await.expect("warm-up");
+
+    proxy.stall();
+    let deadline = Duration::from_secs(1);
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let (mut payments, account_id) = (server.payments(), account_id.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let request = authorize_request(&account_id, 1);
+                let code = if i % 4 == 0 {
+                    let credit = pb::CreditAccountRequest {
+                        account_id,
+                        amount: 1,
+                        currency: "USD".into(),
+                        idempotency_key: courier_tests::payments::key(),
+                    };
+                    payments.credit_account(within(credit, deadline)).await.err().map(|status| status.code())
+                } else {
+                    payments.authorize(within(request.clone(), deadline)).await.err().map(|status| status.code())
+                };
+                (request, i % 4 != 0, code, started.elapsed(), SystemTime::now())
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    let answers = futures::future::join_all(calls).await;
+    eprintln!(
+        "{:?}",
+        answers
+            .iter()
+            .map(|a| {
+                let a = a.as_ref().unwrap();
+                (a.1, a.2, a.3)
+            })
+            .collect::<Vec<_>>()
+    );
+    for call in answers {
+        let (request, is_authorize, code, took, at) = call.unwrap();
+        assert_eq!(
+            code,
+            Some(tonic::Code::Unavailable),
+            "a call to a silent database answered {code:?} after {took:?}"
+        );
+        assert!(took < deadline, "the refusal came after the caller's deadline: {took:?}");
+        if is_authorize {
+            refused.push((request, at));
+        }
+    }
+
+    proxy.cut(Duration::ZERO);
+    let mut payments = server.payments();
+    for (request, refused_at) in &refused {
+        let retry = served(&mut payments, request).await;
+        let created = retry.created_at.expect("created_at");
+        let created = SystemTime::UNIX_EPOCH + Duration::new(created.seconds as u64, created.nanos as u32);
+        assert!(created >= *refused_at, "an UNAVAILABLE answer had applied: its hold predates the refusal");
+    }
+    drop(server);
+    courier_tests::process::ledger_check(BIN, &["--database-url", database.url.as_str()]);
+    database.cleanup().await;
+}

@@ -303,7 +303,8 @@ impl Ledger {
     async fn submit(&self, op: Op) -> Result<Done, LedgerError> {
         let (reply, answer) = oneshot::channel();
         let gone = || LedgerError::Unavailable("the ledger writer has stopped".into());
-        self.inner.jobs.send(writer::Job { op, reply }).await.map_err(|_| gone())?;
+        let deadline = courier_kit::deadline::current();
+        self.inner.jobs.send(writer::Job { op, reply, deadline }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }

@@ -28,6 +28,12 @@ pub struct AuthorizationFilter {
     pub created_before_us: Option<i64>,
 }
 
+/// A one-shot read within the call's deadline: a database that stopped answering is UNAVAILABLE before the caller
+/// gives up (see [`courier_kit::db::before_deadline`]).
+async fn bounded<T>(read: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    courier_kit::db::before_deadline(courier_kit::deadline::current(), read).await
+}
+
 /// One bound value of a dynamically filtered query.
 enum Arg {
     Text(String),
@@ -38,14 +44,14 @@ impl Ledger {
     /// The account, or `None`.
     pub async fn get_account(&self, id: &str) -> Result<Option<pb::Account>, LedgerError> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        let row = bounded(sqlx::query(&sql).bind(id).fetch_optional(self.pool())).await?;
         Ok(row.as_ref().map(rows::account_from_row).transpose()?.map(|a| a.to_proto()))
     }
 
     /// The authorization, or `None`.
     pub async fn get_authorization(&self, id: &str) -> Result<Option<pb::Authorization>, LedgerError> {
         let sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(self.pool()).await?;
+        let row = bounded(sqlx::query(&sql).bind(id).fetch_optional(self.pool())).await?;
         Ok(row.as_ref().map(rows::authorization_from_row).transpose()?)
     }
 
@@ -59,7 +65,7 @@ impl Ledger {
         fingerprint: &str,
     ) -> Result<Option<pb::Authorization>, LedgerError> {
         let scope = super::idempotency::merchant_scope(merchant_id);
-        super::idempotency::stored_answer(self.pool(), &scope, key, fingerprint).await?.transpose()
+        bounded(super::idempotency::stored_answer(self.pool(), &scope, key, fingerprint)).await?.transpose()
     }
 
     /// Streams matching authorizations in id (creation) order, one page query at a time.

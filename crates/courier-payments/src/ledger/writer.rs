@@ -13,6 +13,8 @@ use sqlx::AnyPool;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use courier_kit::db::before_deadline;
+
 use super::apply::Tx;
 use super::metrics::Decided;
 use super::stage::{EventRow, Stage};
@@ -24,6 +26,8 @@ use crate::model::Clock;
 pub(super) struct Job {
     pub op: Op,
     pub reply: oneshot::Sender<Result<Done, LedgerError>>,
+    /// The caller's deadline, if it has one: nobody waits for the batch beyond the latest of its jobs'.
+    pub deadline: Option<courier_kit::deadline::Instant>,
 }
 
 /// Counters of the writer's work, for benchmarks (Prometheus metrics: `super::metrics`).
@@ -76,7 +80,13 @@ async fn run(
             continue;
         }
         let started = std::time::Instant::now();
-        match commit(&pool, &mut stage, &config, &clock, &batch).await {
+        // A caller without a deadline waits as long as it takes; otherwise the last caller's deadline bounds the
+        // batch, so a database that stopped answering is refused (UNAVAILABLE) while the callers still listen.
+        let deadline = match batch.iter().all(|job| job.deadline.is_some()) {
+            true => batch.iter().filter_map(|job| job.deadline).max(),
+            false => None,
+        };
+        match commit(&pool, &mut stage, &config, &clock, &batch, deadline).await {
             Ok((answers, last_sequence, decided)) => {
                 super::metrics::committed(batch.len(), started.elapsed(), &decided);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +101,14 @@ async fn run(
                 let message = not_committed_message(&error);
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(LedgerError::Unavailable(message.clone())));
+                }
+                // The database could not be reached: the calls queued behind this batch are refused with it (they
+                // were never tried, so nothing of them was applied) instead of each waiting out an attempt of its
+                // own behind the last, past its caller's deadline.
+                if courier_kit::db::is_unreachable(&error) {
+                    while let Ok(job) = queue.try_recv() {
+                        let _ = job.reply.send(Err(LedgerError::Unavailable(message.clone())));
+                    }
                 }
             }
             Err(Failed::Unknown(error)) => {
@@ -130,14 +148,17 @@ async fn commit(
     config: &PaymentsConfig,
     clock: &Clock,
     batch: &[Job],
+    deadline: Option<courier_kit::deadline::Instant>,
 ) -> Result<(Answers, i64, Vec<Decided>), Failed> {
-    let mut conn = pool.acquire().await.map_err(Failed::NotCommitted)?;
+    let acquire = || before_deadline(deadline, pool.acquire());
+    let mut conn = acquire().await.map_err(Failed::NotCommitted)?;
     if conn.is_in_transaction() {
         // The pool closes such connections when they come back (courier_kit::db); never build on one.
         discard(conn).await;
-        conn = pool.acquire().await.map_err(Failed::NotCommitted)?;
+        conn = acquire().await.map_err(Failed::NotCommitted)?;
     }
-    let attempt = attempt(&mut conn, stage, config, clock, batch).await;
+    let sqlite = courier_kit::db::is_sqlite(pool);
+    let attempt = attempt(&mut conn, stage, config, clock, batch, deadline, sqlite).await;
     let error = match attempt {
         // A COMMIT that "succeeded" with the connection still in a transaction was a RELEASE inside a transaction
         // that never ends: nothing is durable. Closing the connection rolls that transaction back.
@@ -158,7 +179,7 @@ async fn commit(
         // An error the database answered (SQLITE_FULL, a serialization failure) means it did not commit; so does
         // any failed COMMIT on SQLite, whose COMMIT runs in this process.
         Attempt::Commit(error @ sqlx::Error::Database(_), _) => Err(Failed::NotCommitted(error)),
-        Attempt::Commit(error, _) if courier_kit::db::is_sqlite(pool) => Err(Failed::NotCommitted(error)),
+        Attempt::Commit(error, _) if sqlite => Err(Failed::NotCommitted(error)),
         // The connection broke during COMMIT: it may have committed. Ask the database.
         Attempt::Commit(error, done) => match stage.last_event() {
             None => Err(Failed::NotCommitted(error)),
@@ -182,24 +203,35 @@ async fn discard(conn: sqlx::pool::PoolConnection<sqlx::Any>) {
     let _ = conn.detach().close_hard().await;
 }
 
-/// Applies the batch in one transaction on `conn` and commits it.
+/// Applies the batch in one transaction on `conn` and commits it. Everything before the COMMIT gives up at
+/// `deadline` (nothing is applied: the connection is then discarded, which rolls the transaction back); so does
+/// a COMMIT over the network, whose fate [`commit`] then asks the database. SQLite's COMMIT is never cut short:
+/// it runs on sqlx's worker thread, which would finish it after the answer "not committed" had been sent.
 async fn attempt(
     conn: &mut sqlx::AnyConnection,
     stage: &mut Stage,
     config: &PaymentsConfig,
     clock: &Clock,
     batch: &[Job],
+    deadline: Option<courier_kit::deadline::Instant>,
+    sqlite: bool,
 ) -> Result<(Answers, i64, Vec<Decided>), Attempt> {
     let before = Attempt::BeforeCommit;
-    let mut transaction = conn.begin().await.map_err(before)?;
-    let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await.map_err(before)?;
-    tx.prefetch(batch.iter().map(|job| &job.op)).await.map_err(before)?;
-    let mut answers = Vec::with_capacity(batch.len());
-    for job in batch {
-        answers.push(tx.apply(&job.op).await.map_err(before)?);
-    }
-    let (last_sequence, decided) = tx.finish().await.map_err(before)?;
-    if let Err(error) = transaction.commit().await {
+    let mut transaction = before_deadline(deadline, conn.begin()).await.map_err(before)?;
+    let staged = before_deadline(deadline, async {
+        let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await?;
+        tx.prefetch(batch.iter().map(|job| &job.op)).await?;
+        let mut answers = Vec::with_capacity(batch.len());
+        for job in batch {
+            answers.push(tx.apply(&job.op).await?);
+        }
+        let (last_sequence, decided) = tx.finish().await?;
+        Ok((answers, last_sequence, decided))
+    });
+    let (answers, last_sequence, decided) = staged.await.map_err(before)?;
+    let committed =
+        if sqlite { transaction.commit().await } else { before_deadline(deadline, transaction.commit()).await };
+    if let Err(error) = committed {
         return Err(Attempt::Commit(error, (answers, last_sequence, decided)));
     }
     tracing::trace!(target: "courier::ledger", operations = batch.len(), last_sequence, "batch committed");
