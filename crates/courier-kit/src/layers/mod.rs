@@ -1,6 +1,6 @@
 //! The tower layers every courier server runs, outermost first: [`trace`], [`access_log`], [`rpc_metrics`],
-//! [`content_type`] (HTTP 415 for a non-gRPC request), [`faults`] (off unless configured), [`auth`] (off unless
-//! `[auth]` is configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
+//! [`content_type`] (HTTP 415 for a non-gRPC request), [`auth`] (off unless `[auth]` is configured), [`faults`]
+//! (off unless configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
 //! (health and reflection included) and need no per-handler code.

@@ -1,12 +1,13 @@
 //! Running a set of tonic services the way every courier process does.
 //!
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha), applies the layers of [`crate::layers`] as [`ServerOptions`] configures them
-//! (access log, fault injection, deadlines, concurrency limit with shedding, receive limit), and runs until the
-//! shutdown future resolves. Shutdown is graceful: health turns NOT_SERVING and readiness fails first, for
-//! `drain_lead` (so balancers and health-checking clients stop sending); then health Watch streams end (an open
-//! watch would otherwise hold the drain for the whole grace period), the listener stops, calls in flight get up to
-//! `shutdown_grace` to finish, and `serve` returns as soon as they are done.
+//! reflection (v1 and v1alpha), applies the nine layers of [`crate::layers`], in the order listed there and as
+//! [`ServerOptions`] configures them, and runs until the shutdown future resolves. The process's own calls to
+//! its services (`ServiceSet::in_process`) pass the same layers over in-memory connections. Shutdown is graceful:
+//! health turns NOT_SERVING and readiness fails first, for `drain_lead` (so balancers and health-checking clients
+//! stop sending); then health Watch streams end (an open watch would otherwise hold the drain for the whole grace
+//! period), the listener stops, calls in flight get up to `shutdown_grace` to finish, `serve` returns as soon as
+//! they are done, and the in-memory connections close last.
 
 mod in_process;
 mod options;
@@ -91,7 +92,7 @@ impl ServiceSet {
         self
     }
 
-    /// A connector for this process's own calls to these services (see [`in_process`]): [`serve`] serves them
+    /// A connector for this process's own calls to these services (module `in_process`): [`serve`] serves them
     /// over in-memory connections through the same layers, and keeps doing so until the public listener has
     /// drained, so a call in flight can still reach the co-located service it needs.
     pub fn in_process(&mut self) -> InProcessConnector {
