@@ -82,3 +82,66 @@ pub fn reason(status: &tonic::Status, code: tonic::Code) -> String {
     assert_eq!(status.code(), code, "{status:?}");
     status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
 }
+
+/// `streams` AuthorizeStream calls of `messages` messages each, all on `client`'s channel at once (one HTTP/2
+/// connection when it is one `Channel`), each call with `timeout`. Each message is yielded on its own (a pending
+/// poll between messages), so tonic sends one small DATA frame per message, as grpc-go and most clients do,
+/// instead of coalescing a ready batch into 32 KiB chunks. Returns what went wrong: a line per stream that was
+/// refused, failed, ended early or answered anything but an approval; empty when every message was approved.
+pub async fn stream_approvals<C>(
+    client: pb::payment_service_client::PaymentServiceClient<C>,
+    accounts: &[String],
+    streams: usize,
+    messages: usize,
+    timeout: std::time::Duration,
+) -> Vec<String>
+where
+    C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<tonic::codegen::StdError>,
+    C::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    use futures::StreamExt;
+    let calls = (0..streams).map(|s| {
+        let mut payments = client.clone();
+        let account = accounts[s % accounts.len()].clone();
+        tokio::spawn(async move {
+            let requests = futures::stream::iter(0..messages).then(move |m| {
+                let request = authorize_request(&account, 1);
+                async move {
+                    tokio::task::yield_now().await;
+                    pb::AuthorizeStreamRequest { correlation_id: format!("s{s}m{m}"), request: Some(request) }
+                }
+            });
+            let mut call = tonic::Request::new(requests);
+            call.set_timeout(timeout);
+            let mut answers = match payments.authorize_stream(call).await {
+                Ok(response) => response.into_inner(),
+                Err(status) => return Err(format!("stream {s} refused: {status:?}")),
+            };
+            let mut approved = 0;
+            loop {
+                match answers.message().await {
+                    Ok(Some(answer)) => match answer.result {
+                        Some(pb::authorize_stream_response::Result::Authorization(a))
+                            if a.decision() == pb::Decision::Approved =>
+                        {
+                            approved += 1
+                        }
+                        other => return Err(format!("stream {s}: {} not approved: {other:?}", answer.correlation_id)),
+                    },
+                    Ok(None) => break,
+                    Err(status) => return Err(format!("stream {s} failed after {approved} answers: {status:?}")),
+                }
+            }
+            if approved == messages {
+                Ok(())
+            } else {
+                Err(format!("stream {s} ended OK after {approved} of {messages} answers"))
+            }
+        })
+    });
+    let results = futures::future::join_all(calls).await;
+    results.into_iter().filter_map(|r| r.expect("stream task").err()).collect()
+}

@@ -8,59 +8,6 @@
 use courier_proto::payments::v1 as pb;
 use courier_tests::payments::*;
 use courier_tests::{Backend, TestServer};
-use futures::StreamExt;
-
-fn patient<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(std::time::Duration::from_secs(60));
-    request
-}
-
-/// `streams` AuthorizeStream calls of `messages` messages each, all on the server's one channel, at once. Each
-/// message is yielded on its own (a pending poll between messages), so tonic sends one small DATA frame per
-/// message, as grpc-go and most clients do, instead of coalescing a ready batch into 32 KiB chunks. Returns how
-/// many answers each stream got, or the status it ended with.
-async fn stream_all(server: &TestServer, accounts: &[String], streams: usize, messages: usize) -> Vec<String> {
-    let calls = (0..streams).map(|s| {
-        let mut payments = server.payments();
-        let account = accounts[s % accounts.len()].clone();
-        tokio::spawn(async move {
-            let requests = futures::stream::iter(0..messages).then(move |m| {
-                let request = authorize_request(&account, 1);
-                async move {
-                    tokio::task::yield_now().await;
-                    pb::AuthorizeStreamRequest { correlation_id: format!("s{s}m{m}"), request: Some(request) }
-                }
-            });
-            let mut answers = match payments.authorize_stream(patient(requests)).await {
-                Ok(response) => response.into_inner(),
-                Err(status) => return Err(format!("stream {s} refused: {status:?}")),
-            };
-            let mut approved = 0;
-            loop {
-                match answers.message().await {
-                    Ok(Some(answer)) => match answer.result {
-                        Some(pb::authorize_stream_response::Result::Authorization(a))
-                            if a.decision() == pb::Decision::Approved =>
-                        {
-                            approved += 1
-                        }
-                        other => return Err(format!("stream {s}: {} not approved: {other:?}", answer.correlation_id)),
-                    },
-                    Ok(None) => break,
-                    Err(status) => return Err(format!("stream {s} failed after {approved} answers: {status:?}")),
-                }
-            }
-            if approved == messages {
-                Ok(())
-            } else {
-                Err(format!("stream {s} ended OK after {approved} of {messages} answers"))
-            }
-        })
-    });
-    let results = futures::future::join_all(calls).await;
-    results.into_iter().filter_map(|r| r.expect("stream task").err()).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_streams_on_one_connection_all_get_every_answer() {
@@ -72,7 +19,8 @@ async fn hundreds_of_streams_on_one_connection_all_get_every_answer() {
         accounts.push(funded_account(&server, 1_000_000_000, 0).await.id);
     }
     let started = std::time::Instant::now();
-    let failures = stream_all(&server, &accounts, STREAMS, MESSAGES).await;
+    let failures =
+        stream_approvals(server.payments(), &accounts, STREAMS, MESSAGES, std::time::Duration::from_secs(60)).await;
     eprintln!("{STREAMS} streams x {MESSAGES} messages on one connection: {:?}", started.elapsed());
     assert!(
         failures.is_empty(),

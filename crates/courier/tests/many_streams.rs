@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use courier_proto::payments::v1 as pb;
 use courier_tests::outbox::{patient, PERMISSIVE_RULES};
-use courier_tests::payments::authorize_request;
+use courier_tests::payments::{authorize_request, stream_approvals};
 use courier_tests::process::CourierProcess;
-use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
@@ -36,64 +35,11 @@ fn up_logging(data_dir: &str, log: Option<&str>) -> CourierProcess {
     }
 }
 
-/// A request with a 10 min deadline: this load through a debug build is slow, and its speed is not measured.
-fn long<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(std::time::Duration::from_secs(600));
-    request
-}
-
 /// The process's peak resident set (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM line");
     line.split_whitespace().nth(1).expect("a number").parse().expect("KiB")
-}
-
-/// `streams` AuthorizeStream calls of `messages` messages each, all on the server's one channel, at once. Each
-/// message is yielded on its own (a pending poll between messages), so tonic sends one small DATA frame per
-/// message, as grpc-go and most clients do, instead of coalescing a ready batch into 32 KiB chunks. Returns how
-/// many answers each stream got, or the status it ended with.
-async fn stream_all(server: &CourierProcess, accounts: &[String], streams: usize, messages: usize) -> Vec<String> {
-    let calls = (0..streams).map(|s| {
-        let mut payments = server.payments();
-        let account = accounts[s % accounts.len()].clone();
-        tokio::spawn(async move {
-            let requests = futures::stream::iter(0..messages).then(move |m| {
-                let request = authorize_request(&account, 1);
-                async move {
-                    tokio::task::yield_now().await;
-                    pb::AuthorizeStreamRequest { correlation_id: format!("s{s}m{m}"), request: Some(request) }
-                }
-            });
-            let mut answers = match payments.authorize_stream(long(requests)).await {
-                Ok(response) => response.into_inner(),
-                Err(status) => return Err(format!("stream {s} refused: {status:?}")),
-            };
-            let mut approved = 0;
-            loop {
-                match answers.message().await {
-                    Ok(Some(answer)) => match answer.result {
-                        Some(pb::authorize_stream_response::Result::Authorization(a))
-                            if a.decision() == pb::Decision::Approved =>
-                        {
-                            approved += 1
-                        }
-                        other => return Err(format!("stream {s}: {} not approved: {other:?}", answer.correlation_id)),
-                    },
-                    Ok(None) => break,
-                    Err(status) => return Err(format!("stream {s} failed after {approved} answers: {status:?}")),
-                }
-            }
-            if approved == messages {
-                Ok(())
-            } else {
-                Err(format!("stream {s} ended OK after {approved} of {messages} answers"))
-            }
-        })
-    });
-    let results = futures::future::join_all(calls).await;
-    results.into_iter().filter_map(|r| r.expect("stream task").err()).collect()
 }
 
 async fn accounts(server: &CourierProcess, count: usize) -> Vec<String> {
@@ -123,7 +69,9 @@ async fn five_hundred_streams_on_one_connection_in_bounded_memory() {
     let baseline = peak_rss_kib(server.pid());
 
     let started = Instant::now();
-    let failures = stream_all(&server, &accounts, STREAMS, MESSAGES).await;
+    // A 10 min deadline: this load through a debug build is slow, and its speed is not measured.
+    let failures =
+        stream_approvals(server.payments(), &accounts, STREAMS, MESSAGES, std::time::Duration::from_secs(600)).await;
     let took = started.elapsed();
     let peak = peak_rss_kib(server.pid());
     eprintln!(
