@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, the deployment files (Kubernetes manifests, Prometheus rules), every Rust
-# test (PostgreSQL, the brokers and a real Prometheus included), buf lint, and the Python clients: the grpcio
+# test (PostgreSQL, the brokers and a real Prometheus included), buf lint, buf breaking against the
+# release contract and the gate's own test, and the Python clients: the grpcio
 # interop test, the Tyk gateway plugin test and the Celery worker example. CI runs exactly this (.ci/run). Each step says what it is; the first failure stops the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -49,6 +50,10 @@ cargo test --workspace --locked -- --ignored "${skip[@]}"
 
 step "buf lint (STANDARD)"
 bash scripts/buf.sh lint
+step "buf breaking against the release contract (proto/baseline.binpb; WIRE_JSON + services)"
+bash scripts/buf.sh breaking --against baseline.binpb
+step "the breaking-change gate's own test (renumbered, reused, removed, renamed enum value and RPC)"
+bash scripts/breaking-gate-test.sh
 
 step "Python grpcio interop test against the Rust server"
 cargo build --locked --bin courier
