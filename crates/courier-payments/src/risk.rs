@@ -97,10 +97,10 @@ pub enum Upstream {
         /// Outbound TLS.
         tls: Option<tonic::transport::ClientTlsConfig>,
     },
-    /// This very process (`courier up`), over in-memory connections that outlast its public drain.
-    InProcess(courier_kit::server::InProcessConnector),
+    /// This very process (`courier up`): calls straight into its served stack, which outlast its public drain.
+    InProcess(courier_kit::server::InProcess),
     /// This very process through its own listener, for a setup whose services accept payments only by its mTLS
-    /// identity (no bearer token, and an in-memory connection has no certificate). Health is not watched: the
+    /// identity (no bearer token, and an in-process call has no certificate). Health is not watched: the
     /// process's own drain must not turn its own calls away.
     OwnListener {
         /// The process's own URL.
@@ -114,7 +114,7 @@ impl Upstream {
     fn aim(self, builder: ResilientChannelBuilder) -> ResilientChannelBuilder {
         match self {
             Self::Replicas { urls, tls } => builder.endpoints(urls).tls(tls),
-            Self::InProcess(connector) => builder.in_process(connector),
+            Self::InProcess(own) => builder.in_process(own),
             Self::OwnListener { url, tls } => builder.endpoint(url).tls(tls).health_check(false),
         }
     }

@@ -46,11 +46,47 @@ const REWATCH_MAX: Duration = Duration::from_secs(1);
 pub(crate) type EndpointBody = ObservedBody<Body, InFlight>;
 type Tracked = PendingRequests<Channel, BodyEnd>;
 type Balanced = Balance<Discovery, Request<Body>>;
-/// The shared handle on the balancer.
-pub(crate) type Dispatch = Buffer<Request<Body>, <Balanced as Service<Request<Body>>>::Future>;
+type Buffered = Buffer<Request<Body>, <Balanced as Service<Request<Body>>>::Future>;
 
-/// Keeps one call counted in its endpoint's load until dropped.
-pub(crate) struct InFlight(#[allow(dead_code)] Handle);
+/// Where a client's attempts go: the shared handle on the balancer over the replicas, or this process's own
+/// served stack (no connection, no balancing: see `crate::server::InProcess`).
+#[derive(Clone)]
+pub(crate) enum Dispatch {
+    Balanced(Buffered),
+    InProcess(crate::server::InProcess),
+}
+
+impl Service<Request<Body>> for Dispatch {
+    type Response = Response<EndpointBody>;
+    type Error = tower::BoxError;
+    type Future = futures::future::Either<
+        <Buffered as Service<Request<Body>>>::Future,
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Balanced(balanced) => balanced.poll_ready(cx),
+            Self::InProcess(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        match self {
+            Self::Balanced(balanced) => futures::future::Either::Left(balanced.call(request)),
+            Self::InProcess(own) => {
+                let own = own.clone();
+                futures::future::Either::Right(Box::pin(async move {
+                    let response = own.call(request).await?;
+                    Ok(response.map(|body| ObservedBody::new(body, InFlight(None))))
+                }))
+            }
+        }
+    }
+}
+
+/// Keeps one call counted in its endpoint's load until dropped (nothing to count for an in-process call).
+pub(crate) struct InFlight(#[allow(dead_code)] Option<Handle>);
 
 impl BodyObserver for InFlight {}
 
@@ -62,7 +98,7 @@ impl TrackCompletion<Handle, Response<Body>> for BodyEnd {
     type Output = Response<EndpointBody>;
 
     fn track_completion(&self, handle: Handle, response: Response<Body>) -> Self::Output {
-        response.map(|body| ObservedBody::new(body, InFlight(handle)))
+        response.map(|body| ObservedBody::new(body, InFlight(Some(handle))))
     }
 }
 
@@ -140,7 +176,17 @@ pub(crate) fn start(
         }
     }
     let dispatch = Buffer::new(Balance::new(Discovery { changes: rx }), DISPATCH_QUEUE);
-    (dispatch, state)
+    (Dispatch::Balanced(dispatch), state)
+}
+
+/// The endpoint state of an in-process upstream: one endpoint, always serving.
+pub(crate) fn in_process() -> Arc<Endpoints> {
+    Arc::new(Endpoints {
+        total: 1,
+        serving: AtomicUsize::new(1),
+        undecided: AtomicUsize::new(0),
+        changed: watch::Sender::new(1),
+    })
 }
 
 /// Follows one endpoint's health and adds it to or removes it from the balancer.

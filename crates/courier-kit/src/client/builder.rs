@@ -12,7 +12,7 @@ use super::metrics::ClientMetrics;
 use super::options::{BreakerOptions, MethodOptions, RetryPolicy, ThrottleOptions, UpstreamOptions};
 use super::retry::{MethodTable, Throttle};
 use super::ResilientChannel;
-use crate::server::InProcessConnector;
+use crate::server::InProcess;
 
 /// Keepalive PINGs find a replica that vanished without closing its connection (as the server side does).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -56,7 +56,7 @@ pub struct ResilientChannelBuilder {
     /// Sent as `authorization: Bearer <token>` on every call (a service's own token).
     bearer: Option<http::HeaderValue>,
     /// Calls go to this process's own server instead of `options.urls`.
-    in_process: Option<InProcessConnector>,
+    in_process: Option<InProcess>,
 }
 
 impl ResilientChannelBuilder {
@@ -142,10 +142,10 @@ impl ResilientChannelBuilder {
     }
 
     /// Calls this process's own services (see [`crate::server::ServiceSet::in_process`]) instead of replicas at
-    /// URLs: no socket and no TLS, and no health watching, since the process's own drain must not turn its own
-    /// calls away (its server keeps these connections until the public listener has drained).
-    pub fn in_process(mut self, connector: InProcessConnector) -> Self {
-        self.in_process = Some(connector);
+    /// URLs: straight into the served stack, no connection, no TLS, no balancing and no health watching (the
+    /// process's own drain must not turn its own calls away). Deadlines, retries and the breaker still apply.
+    pub fn in_process(mut self, own: InProcess) -> Self {
+        self.in_process = Some(own);
         self
     }
 
@@ -160,12 +160,9 @@ impl ResilientChannelBuilder {
     pub fn build(self) -> Result<ResilientChannel, BuildError> {
         let Self { name, options, tls, bearer, in_process } = self;
         validate(&name, &options)?;
-        if let Some(connector) = in_process {
-            // The authority only names the upstream in the server's logs; nothing resolves it.
-            let endpoint = Endpoint::from_static("http://in-process.invalid");
-            let channel = endpoint.connect_with_connector_lazy(connector);
-            let (dispatch, endpoints) = balance::start(&name, vec![("in-process".to_owned(), channel)], None, None);
-            return Ok(finish(name, &options, bearer, breaker(&options), dispatch, endpoints));
+        if let Some(own) = in_process {
+            let dispatch = balance::Dispatch::InProcess(own);
+            return Ok(finish(name, &options, bearer, breaker(&options), dispatch, balance::in_process()));
         }
         if options.urls.is_empty() {
             return Err(BuildError::NoEndpoints(name));

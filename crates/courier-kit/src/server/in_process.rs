@@ -1,73 +1,61 @@
-//! Calls from a process to its own services (payments to users and risk in `courier up`) over in-memory
-//! connections instead of a socket to its own listener.
+//! Calls from a process to its own services (payments to users and risk in `courier up`) as direct calls into
+//! the served stack, without a connection.
 //!
 //! Through the listener, those calls shared the public drain: once it stopped accepting and sent GOAWAY, an
-//! Authorize still in flight could no longer reach the co-located risk (it was stood in) or users. Over a
-//! [`Connector`] they reach a second server on the same routes and layers (authentication, deadlines, metrics,
-//! access log, fault injection, the same concurrency limit) that [`super::serve`] stops only after the public
-//! server has drained. It also skips the kernel: no TCP, no TLS, for a call that never leaves the process.
-//!
-//! tonic has no in-process transport; its documented way (the `mock` example) is what this is: a
-//! `tokio::io::duplex` pair per connection, one end handed to the server's incoming stream, the other returned
-//! to the client's connector.
+//! Authorize still in flight could no longer reach the co-located risk (it was stood in) or users. And each one
+//! paid for HTTP/2 twice (framing, HPACK, flow control, the socket) for a call that never leaves the process.
+//! An [`InProcess`] handle calls the same routes through the same layers (authentication, deadlines, metrics,
+//! access log, fault injection, one concurrency limit) as `http::Request`s handed to the tower service: the
+//! message is still encoded and decoded (the layers and handlers work on gRPC bodies), nothing else is. It
+//! works for as long as the process runs, drain included.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
 
-use hyper_util::rt::TokioIo;
-use tokio::io::DuplexStream;
-use tokio::sync::mpsc;
-use tower::Service;
+use http::{Request, Response};
+use tonic::body::Body;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceExt};
 
-/// Bytes buffered in each direction of one in-memory connection: four full HTTP/2 DATA frames.
-const PIPE_BYTES: usize = 64 * 1024;
-/// Connections waiting for the server to take them (a client opens one and reuses it).
-const PENDING_CONNECTIONS: usize = 16;
+/// The served stack as one callable service.
+pub(super) type Stack = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
-/// The client end: a tonic connector (`Endpoint::connect_with_connector_lazy`) that opens in-memory connections
-/// to this process's own server. Cloned into every channel that needs it.
-#[derive(Clone, Debug)]
-pub struct Connector {
-    connections: mpsc::Sender<DuplexStream>,
+/// A handle on this process's own served stack, for [`crate::client::ResilientChannelBuilder::in_process`].
+/// Handed out before [`super::serve`] has built the stack (the composition root builds clients first); a call
+/// before then is UNAVAILABLE.
+#[derive(Clone, Debug, Default)]
+pub struct InProcess {
+    stack: Arc<OnceLock<Stack>>,
 }
 
-/// The server end: the connections the [`Connector`] opened, as `serve_with_incoming` takes them.
-pub(super) struct Incoming {
-    connections: mpsc::Receiver<DuplexStream>,
-}
-
-/// A connector and the server end it reaches.
-pub(super) fn pair() -> (Connector, Incoming) {
-    let (tx, rx) = mpsc::channel(PENDING_CONNECTIONS);
-    (Connector { connections: tx }, Incoming { connections: rx })
-}
-
-impl Service<http::Uri> for Connector {
-    type Response = TokioIo<DuplexStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+impl InProcess {
+    /// Calls the stack; errors as a transport's would be (the caller's resilient client maps them).
+    pub(crate) async fn call(&self, request: Request<Body>) -> Result<Response<Body>, BoxError> {
+        match self.stack.get() {
+            Some(stack) => stack.clone().oneshot(request).await,
+            None => Ok(tonic::Status::unavailable("this process's own services are not serving yet").into_http()),
+        }
     }
 
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let connections = self.connections.clone();
-        Box::pin(async move {
-            let (client, server) = tokio::io::duplex(PIPE_BYTES);
-            connections.send(server).await.map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "this process's own server has stopped")
-            })?;
-            Ok(TokioIo::new(client))
-        })
+    /// Sets the stack the handle calls (once: [`super::serve`] runs once per set of services).
+    pub(super) fn install(&self, stack: Stack) {
+        let _ = self.stack.set(stack);
     }
 }
 
-impl tokio_stream::Stream for Incoming {
-    type Item = Result<DuplexStream, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.connections.poll_recv(cx).map(|connection| connection.map(Ok))
+/// What tonic's server does with a layer's error before it reaches HTTP/2 (its `RecoverError`): a
+/// `tonic::Status` becomes that status's response; anything else stays an error, which over HTTP/2 resets the
+/// stream and here fails the call like a reset.
+pub(super) fn recover<B, E>(result: Result<Response<B>, E>) -> Result<Response<Body>, BoxError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: Into<BoxError>,
+{
+    match result {
+        Ok(response) => Ok(response.map(Body::new)),
+        Err(error) => match error.into().downcast::<tonic::Status>() {
+            Ok(status) => Ok(status.into_http()),
+            Err(error) => Err(error),
+        },
     }
 }

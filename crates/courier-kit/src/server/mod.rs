@@ -3,11 +3,11 @@
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
 //! reflection (v1 and v1alpha), applies the nine layers of [`crate::layers`], in the order listed there and as
 //! [`ServerOptions`] configures them, and runs until the shutdown future resolves. The process's own calls to
-//! its services (`ServiceSet::in_process`) pass the same layers over in-memory connections. Shutdown is graceful:
+//! its services (`ServiceSet::in_process`) go straight into the same layered stack. Shutdown is graceful:
 //! health turns NOT_SERVING and readiness fails first, for `drain_lead` (so balancers and health-checking clients
 //! stop sending); then health Watch streams end (an open watch would otherwise hold the drain for the whole grace
-//! period), the listener stops, calls in flight get up to `shutdown_grace` to finish, `serve` returns as soon as
-//! they are done, and the in-memory connections close last.
+//! period), the listener stops, calls in flight get up to `shutdown_grace` to finish (their calls to this
+//! process's own services still work), and `serve` returns as soon as they are done.
 
 mod in_process;
 mod options;
@@ -32,7 +32,7 @@ use crate::layers::{
     AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, FaultLayer, RecvLimitLayer,
     RpcMetricsLayer, TraceLayer,
 };
-pub use in_process::Connector as InProcessConnector;
+pub use in_process::InProcess;
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
 
@@ -46,7 +46,7 @@ pub struct ServiceSet {
     auth: Option<Arc<Authenticator>>,
     scopes: Vec<&'static [(&'static str, &'static str)]>,
     audited: Vec<&'static [&'static str]>,
-    in_process: Option<(in_process::Connector, in_process::Incoming)>,
+    in_process: Option<InProcess>,
 }
 
 impl ServiceSet {
@@ -92,11 +92,10 @@ impl ServiceSet {
         self
     }
 
-    /// A connector for this process's own calls to these services (module `in_process`): [`serve`] serves them
-    /// over in-memory connections through the same layers, and keeps doing so until the public listener has
-    /// drained, so a call in flight can still reach the co-located service it needs.
-    pub fn in_process(&mut self) -> InProcessConnector {
-        self.in_process.get_or_insert_with(in_process::pair).0.clone()
+    /// A handle for this process's own calls to these services (module `in_process`): once [`serve`] runs, they
+    /// go straight into the served stack, through the same layers, for as long as the process runs.
+    pub fn in_process(&mut self) -> InProcess {
+        self.in_process.get_or_insert_with(InProcess::default).clone()
     }
 
     /// The readiness [`serve`] reports: set once every service is SERVING, cleared when draining starts.
@@ -183,6 +182,7 @@ pub async fn serve(
 
     // Every call passes the same layers, from the listener or from this process itself; the layers share their
     // state (one concurrency limit, one set of faults), as when the process's own calls came over its socket.
+    // Keep this order in step with the list in `crate::layers`.
     let layers = tower::ServiceBuilder::new()
         .layer(TraceLayer)
         .layer(AccessLogLayer)
@@ -195,13 +195,12 @@ pub async fn serve(
         .layer(RecvLimitLayer::new(options.max_recv_message_bytes))
         .into_inner();
     let routes = routes.routes();
-    let (own_calls_stop, own_calls_stopped) = tokio::sync::oneshot::channel::<()>();
-    let own_calls = in_process.map(|(_, incoming)| {
-        let server = tonic::transport::Server::builder().layer(layers.clone()).add_routes(routes.clone());
-        tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
-            let _ = own_calls_stopped.await;
-        }))
-    });
+    if let Some(own) = &in_process {
+        let stack = tower::ServiceBuilder::new()
+            .map_result(in_process::recover)
+            .service(tower::Layer::layer(&layers, routes.clone()));
+        own.install(tower::util::BoxCloneSyncService::new(stack));
+    }
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     // With TLS, every accepted connection is handshaken first; a failed handshake (no client certificate under
@@ -226,12 +225,7 @@ pub async fn serve(
     readiness.set(true);
 
     tokio::select! {
-        result = &mut server => {
-            if let Some(task) = &own_calls {
-                task.abort();
-            }
-            return result.map_err(ServeError::from);
-        }
+        result = &mut server => return result.map_err(ServeError::from),
         () = shutdown => {}
     }
 
@@ -244,25 +238,13 @@ pub async fn serve(
     tokio::time::sleep(options.drain_lead).await;
     let _ = watches_end.send(true);
     let _ = drain_tx.send(());
-    let drained = tokio::time::timeout(options.shutdown_grace, &mut server).await;
-    // The calls that needed this process's own services are over (or abandoned): those connections go last.
-    if let Some(task) = own_calls {
-        let _ = own_calls_stop.send(());
-        if tokio::time::timeout(OWN_CALLS_GRACE, task).await.is_err() {
-            tracing::warn!("this process's own calls still open after the drain; abandoning them");
-        }
-    }
-    match drained {
+    match tokio::time::timeout(options.shutdown_grace, &mut server).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!(grace = ?options.shutdown_grace, "grace period over; abandoning calls still open"),
     }
     tracing::info!("shutdown complete");
     Ok(())
 }
-
-/// How long the in-process connections get to finish once the public listener has drained: only calls of
-/// abandoned public calls can still be running on them.
-const OWN_CALLS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `grpc.health.v1.Health` whose Watch streams end (OK) once the drain's lead time is over, after they told
 /// NOT_SERVING: tonic-health's never end, so one watcher held every drain for its whole grace period.

@@ -145,8 +145,9 @@ async fn run(
                 let ledger = Ledger::start(pool, payments, Clock::system());
                 ledger.spawn_sweeper();
                 let token = service_token.as_deref();
-                // This process's own users and risk: over in-memory connections, which outlast the public drain,
-                // unless payments is known to them only by its mTLS certificate (no token to send in memory).
+                // This process's own users and risk: called straight into the served stack, which outlasts the
+                // public drain, unless payments is known to them only by its mTLS certificate (which an in-process
+                // call does not have).
                 let in_process = authenticator.is_none() || token.is_some();
                 let mut own = || -> anyhow::Result<Upstream> {
                     Ok(if in_process {
