@@ -203,10 +203,12 @@ async fn discard(conn: sqlx::pool::PoolConnection<sqlx::Any>) {
     let _ = conn.detach().close_hard().await;
 }
 
-/// Applies the batch in one transaction on `conn` and commits it. Everything before the COMMIT gives up at
-/// `deadline` (nothing is applied: the connection is then discarded, which rolls the transaction back); so does
-/// a COMMIT over the network, whose fate [`commit`] then asks the database. SQLite's COMMIT is never cut short:
-/// it runs on sqlx's worker thread, which would finish it after the answer "not committed" had been sent.
+/// Applies the batch in one transaction on `conn` and commits it. Over the network (PostgreSQL) everything
+/// before the COMMIT gives up at `deadline` (nothing is applied: the connection is then discarded, which rolls
+/// the transaction back), and so does the COMMIT, whose fate [`commit`] then asks the database. SQLite is never
+/// cut short: sqlx runs its statements on a worker thread that goes on with a statement whose future was
+/// dropped, so a cut-short COMMIT could still commit after the answer "not committed", and a cut-short statement
+/// waiting for the write lock takes it after all, in a transaction nobody ends until that connection closes.
 async fn attempt(
     conn: &mut sqlx::AnyConnection,
     stage: &mut Stage,
@@ -217,6 +219,7 @@ async fn attempt(
     sqlite: bool,
 ) -> Result<(Answers, i64, Vec<Decided>), Attempt> {
     let before = Attempt::BeforeCommit;
+    let deadline = deadline.filter(|_| !sqlite);
     let mut transaction = before_deadline(deadline, conn.begin()).await.map_err(before)?;
     let staged = before_deadline(deadline, async {
         let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await?;
