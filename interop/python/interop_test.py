@@ -56,7 +56,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 # run.sh generates the stubs here, as the packages courier.users.v1 and
 # courier.payments.v1 (google.rpc.status_pb2 comes from googleapis-common-protos).
-sys.path.insert(0, str(HERE / "generated"))
+# run.sh points COURIER_STUBS at the stubs of the release contract (proto/baseline.binpb) for its second pass:
+# clients generated from the last release keep working against this server.
+sys.path.insert(0, os.environ.get("COURIER_STUBS", str(HERE / "generated")))
 
 import grpc  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402

@@ -7,7 +7,9 @@
 #
 # Creates interop/python/.venv on first use, installs requirements.txt into it
 # (again only when that file changes), regenerates the Python stubs for
-# proto/courier/ into interop/python/generated/, then runs interop_test.py.
+# proto/courier/ into interop/python/generated/, then runs interop_test.py;
+# then runs it again with stubs of the release contract (proto/baseline.binpb)
+# in interop/python/generated-baseline/ (wire compatibility).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,4 +61,15 @@ if [[ -e "$gen/google" ]]; then
   exit 1
 fi
 
-COURIER_BIN="$bin" exec "$py" "$here/interop_test.py"
+COURIER_BIN="$bin" "$py" "$here/interop_test.py"
+
+# Wire compatibility: the same test with stubs generated from the release contract (proto/baseline.binpb, which
+# buf breaking also holds the protos to), so clients built from the last release keep working with this server.
+old="$here/generated-baseline"
+rm -rf "$old"
+mkdir -p "$old"
+"$py" -m grpc_tools.protoc --descriptor_set_in=proto/baseline.binpb \
+  --python_out="$old" --grpc_python_out="$old" --pyi_out="$old" \
+  "${protos[@]}"
+echo "run.sh: again, with the stubs of the release contract (proto/baseline.binpb)"
+COURIER_BIN="$bin" COURIER_STUBS="$old" exec "$py" "$here/interop_test.py"
