@@ -43,6 +43,31 @@ fn up(database_url: &str, data_dir: &str) -> CourierProcess {
     CourierProcess::start_with_env(BIN, &args, &env)
 }
 
+/// A PostgreSQL test database, a proxy in front of it, and `courier up` on the proxy with a funded account whose
+/// holder is cached (so the faults hit the ledger, not the holder lookup).
+struct Proxied {
+    database: courier_tests::backend::TestDatabase,
+    proxy: Proxy,
+    _dir: tempfile::TempDir,
+    server: CourierProcess,
+    account_id: String,
+}
+
+async fn proxied_courier() -> Proxied {
+    let database = courier_tests::Backend::Postgres.database().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxied = database.url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
+    assert_ne!(proxied, database.url, "the test database is at 127.0.0.1:5432");
+    let dir = tempfile::tempdir().unwrap();
+    let server = up(&proxied, dir.path().to_str().unwrap());
+    let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
+    // Warm the holder cache (another currency declines 13 and moves no money).
+    let mut warm = authorize_request(&account_id, 1);
+    warm.currency = "EUR".into();
+    server.payments().authorize(within(warm, Duration::from_secs(30))).await.expect("warm-up");
+    Proxied { database, proxy, _dir: dir, server, account_id }
+}
+
 fn within<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
@@ -63,17 +88,7 @@ struct Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn postgres_connections_cut_mid_load_lose_nothing_and_refuse_truthfully() {
-    let database = courier_tests::Backend::Postgres.database().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
-    let proxied = database.url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
-    assert_ne!(proxied, database.url, "the test database is at 127.0.0.1:5432");
-    let dir = tempfile::tempdir().unwrap();
-    let server = up(&proxied, dir.path().to_str().unwrap());
-    let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
-    // Warm the holder cache (another currency declines 13 and moves no money).
-    let mut warm = authorize_request(&account_id, 1);
-    warm.currency = "EUR".into();
-    server.payments().authorize(within(warm, Duration::from_secs(30))).await.expect("warm-up");
+    let Proxied { database, proxy, _dir, server, account_id } = proxied_courier().await;
 
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -186,15 +201,7 @@ async fn served(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn a_postgres_that_stops_answering_is_refused_before_the_callers_deadline() {
-    let database = courier_tests::Backend::Postgres.database().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
-    let proxied = database.url.replacen("127.0.0.1:5432", &proxy.addr().to_string(), 1);
-    let dir = tempfile::tempdir().unwrap();
-    let server = up(&proxied, dir.path().to_str().unwrap());
-    let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
-    let mut warm = authorize_request(&account_id, 1);
-    warm.currency = "EUR".into();
-    server.payments().authorize(within(warm, Duration::from_secs(30))).await.expect("warm-up");
+    let Proxied { database, proxy, _dir, server, account_id } = proxied_courier().await;
 
     proxy.stall();
     let deadline = Duration::from_secs(1);
