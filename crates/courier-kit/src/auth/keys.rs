@@ -2,6 +2,7 @@
 //! when it changes (key rotation without a restart).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -50,6 +51,8 @@ pub enum KeysError {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Expiry, seconds since the epoch (required: the verifier refuses a token without it).
+    exp: u64,
     /// Space-separated scopes (RFC 9068).
     #[serde(default)]
     scope: String,
@@ -89,6 +92,8 @@ pub struct JwksFile {
     keys: RwLock<Arc<Vec<Key>>>,
     /// (when last looked at, the file's (mtime, len) then).
     seen: Mutex<(Instant, Option<(SystemTime, u64)>)>,
+    /// Bumped at every reload: tokens verified against older keys are verified again (`super::cache`).
+    generation: AtomicU64,
 }
 
 impl KeySource {
@@ -111,11 +116,23 @@ impl KeySource {
             path: path.to_owned(),
             keys: RwLock::new(Arc::new(keys)),
             seen: Mutex::new((Instant::now(), stamp)),
+            generation: AtomicU64::new(0),
         }))
     }
 
-    /// Verifies `token` and returns its principal.
-    pub(super) fn verify(&self, token: &str, config: &AuthConfig) -> Result<Principal, AuthError> {
+    /// Which key set is in use: changes whenever the keys do (after re-reading the JWKS file if it changed).
+    pub(super) fn generation(&self) -> u64 {
+        match self {
+            Self::Secret(_) => 0,
+            Self::Jwks(file) => {
+                file.reload_if_changed();
+                file.generation.load(Ordering::Acquire)
+            }
+        }
+    }
+
+    /// Verifies `token` and returns its principal and its `exp` (seconds since the epoch).
+    pub(super) fn verify(&self, token: &str, config: &AuthConfig) -> Result<(Principal, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|error| match error.kind() {
             // `alg: none` and unknown algorithms fail to parse as an `Algorithm`.
             ErrorKind::Json(_) => AuthError::Algorithm,
@@ -155,11 +172,12 @@ impl KeySource {
             return Err(AuthError::MissingClaim);
         }
         let merchant = claims.merchant.filter(|m| !m.is_empty()).unwrap_or_else(|| claims.sub.clone());
-        Ok(Principal {
+        let principal = Principal {
             scopes: claims.scope.split_ascii_whitespace().map(str::to_owned).collect(),
             subject: claims.sub,
             merchant: Some(merchant),
-        })
+        };
+        Ok((principal, claims.exp))
     }
 }
 
@@ -185,6 +203,7 @@ impl JwksFile {
             Ok(keys) => {
                 tracing::info!(path = %self.path.display(), keys = keys.len(), "JWKS reloaded");
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+                self.generation.fetch_add(1, Ordering::Release);
             }
             Err(error) => tracing::warn!(%error, "JWKS file changed but cannot be used; keeping the last good keys"),
         }

@@ -10,6 +10,7 @@
 //! Which merchant a principal acts for is [`Principal::merchant`]: the token's `merchant` claim when it has one,
 //! else its subject.
 
+mod cache;
 mod keys;
 mod peer;
 mod rate;
@@ -94,7 +95,8 @@ impl AuthConfig {
             .map(|(uri, scopes)| (uri.clone(), scopes.iter().cloned().collect::<BTreeSet<_>>()))
             .collect();
         let rate = RateLimiter::new(&self.rate_limit);
-        Ok(Some(Arc::new(Authenticator { keys, config: self.clone(), services, rate })))
+        let tokens = cache::TokenCache::new();
+        Ok(Some(Arc::new(Authenticator { keys, config: self.clone(), services, rate, tokens })))
     }
 }
 
@@ -165,6 +167,7 @@ pub struct Authenticator {
     config: AuthConfig,
     services: BTreeMap<String, BTreeSet<String>>,
     rate: Option<RateLimiter>,
+    tokens: cache::TokenCache,
 }
 
 impl Authenticator {
@@ -183,7 +186,14 @@ impl Authenticator {
         if let Some(value) = authorization {
             let token = bearer(value).ok_or(AuthError::Malformed)?;
             let keys = self.keys.as_ref().ok_or(AuthError::TokensOff)?;
-            return keys.verify(token, &self.config);
+            let generation = keys.generation();
+            if let Some(principal) = self.tokens.get(token, generation) {
+                return Ok(principal);
+            }
+            let (principal, exp) = keys.verify(token, &self.config)?;
+            // The verifier accepts a token until `exp` + leeway; so does the cache, and not a second longer.
+            self.tokens.insert(token, generation, &principal, exp.saturating_add(self.config.leeway.as_secs()));
+            return Ok(principal);
         }
         let leaf = peer_certs.and_then(|chain| chain.first()).ok_or(AuthError::Missing)?;
         let uris = peer::uri_sans(leaf);
@@ -227,6 +237,44 @@ mod tests {
         assert_eq!(bearer(b"Bearer "), None);
         assert_eq!(bearer(b"Bearer"), None);
         assert_eq!(bearer(format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1)).as_bytes()), None);
+    }
+
+    /// The cache hands out a verified principal only while its token is valid: once `exp` (+ leeway) has passed,
+    /// the same token is verified again, and refused.
+    #[test]
+    fn a_cached_token_is_refused_once_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = token::new_secret();
+        std::fs::write(dir.path().join("secret"), &secret).unwrap();
+        let config = AuthConfig {
+            secret_file: Some(dir.path().join("secret")),
+            leeway: Duration::ZERO,
+            ..AuthConfig::default()
+        };
+        let authenticator = config.authenticator().unwrap().unwrap();
+        let mut claims = token::TokenClaims::new("merchant_1", &["users:read".into()], Duration::from_secs(1));
+        claims.nbf = claims.iat - 1;
+        let exp = claims.exp;
+        let header = format!("Bearer {}", token::sign_hs256(&claims, secret.as_bytes()).unwrap());
+        for _ in 0..3 {
+            let principal = authenticator.authenticate(Some(header.as_bytes()), None).unwrap();
+            assert_eq!(principal.merchant.as_deref(), Some("merchant_1"));
+            assert!(principal.has_scope("users:read"));
+        }
+        assert_eq!(authenticator.tokens.get(header.strip_prefix("Bearer ").unwrap(), 0).unwrap().subject, "merchant_1");
+        // The clock has to pass `exp` (whole seconds): at most two seconds.
+        while cache_now() <= exp {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(authenticator.authenticate(Some(header.as_bytes()), None), Err(AuthError::Expired));
+        // A token that never verified is never cached.
+        let forged = format!("{}x", header);
+        assert_eq!(authenticator.authenticate(Some(forged.as_bytes()), None), Err(AuthError::BadSignature));
+        assert!(authenticator.tokens.get(forged.strip_prefix("Bearer ").unwrap(), 0).is_none());
+    }
+
+    fn cache_now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
     }
 
     #[test]
