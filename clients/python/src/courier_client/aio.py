@@ -159,7 +159,7 @@ class AsyncClient:
         page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
-    ) -> AsyncIterator[users_pb2.User]:
+    ) -> AsyncGenerator[users_pb2.User, None]:
         async for response in self.list_users_pages(status, page_size=page_size, page_token=page_token, timeout=timeout):
             yield response.user
 
@@ -170,7 +170,7 @@ class AsyncClient:
         page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
-    ) -> AsyncIterator[users_pb2.ListUsersResponse]:
+    ) -> AsyncGenerator[users_pb2.ListUsersResponse, None]:
         request = users_pb2.ListUsersRequest(status=status, page_size=page_size, page_token=page_token)
         return self._stream(
             _shared.USERS + "ListUsers",
@@ -313,7 +313,7 @@ class AsyncClient:
         created_from: datetime.datetime | None = None,
         created_before: datetime.datetime | None = None,
         timeout: float | None = None,
-    ) -> AsyncIterator[payments_pb2.Authorization]:
+    ) -> AsyncGenerator[payments_pb2.Authorization, None]:
         request = _shared.list_authorizations_request(account_id, merchant_id, status, created_from, created_before)
         responses = self._stream(
             _shared.PAYMENTS + "ListAuthorizations",
@@ -334,7 +334,7 @@ class AsyncClient:
         requests: Iterable[payments_pb2.AuthorizeRequest] | AsyncIterable[payments_pb2.AuthorizeRequest],
         *,
         timeout: float | None = None,
-    ) -> AsyncIterator[StreamAnswer]:
+    ) -> AsyncGenerator[StreamAnswer, None]:
         """Sends every request over one AuthorizeStream (correlation id: its index) and yields the answers."""
 
         async def messages() -> AsyncIterator[payments_pb2.AuthorizeStreamRequest]:
@@ -450,7 +450,7 @@ class AsyncAuthorizeStream:
             self._done = True
             await self._outbox.put(_CLOSE)
 
-    async def __aiter__(self) -> AsyncIterator[StreamAnswer]:
+    async def __aiter__(self) -> AsyncGenerator[StreamAnswer, None]:
         async for response in self._responses:
             yield _shared.stream_answer(response)
 

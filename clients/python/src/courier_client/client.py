@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Union
 
@@ -124,7 +124,7 @@ class Client:
         except grpc.RpcError as e:
             raise from_rpc_error(e, method=method, idempotency_key=key) from e
 
-    def _stream(self, method: str, call: Callable[[], Iterable[_T]]) -> Iterator[_T]:
+    def _stream(self, method: str, call: Callable[[], Iterable[_T]]) -> Generator[_T, None, None]:
         """Iterates a server stream, errors raised as CourierError; closing the iterator cancels the call."""
         responses = call()
         try:
@@ -182,7 +182,7 @@ class Client:
         page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
-    ) -> Iterator[users_pb2.User]:
+    ) -> Generator[users_pb2.User, None, None]:
         """Every user (with `status`, if given), in id order, as a stream; `page_token` resumes after a user
         (see `list_users_pages` for the tokens). The deadline bounds the whole stream."""
         for response in self.list_users_pages(status, page_size=page_size, page_token=page_token, timeout=timeout):
@@ -195,7 +195,7 @@ class Client:
         page_size: int = 0,
         page_token: str = "",
         timeout: float | None = None,
-    ) -> Iterator[users_pb2.ListUsersResponse]:
+    ) -> Generator[users_pb2.ListUsersResponse, None, None]:
         """ListUsers' own messages: each user with the resume token that continues after it."""
         request = users_pb2.ListUsersRequest(status=status, page_size=page_size, page_token=page_token)
         return self._stream(
@@ -334,7 +334,7 @@ class Client:
         created_from: datetime.datetime | None = None,
         created_before: datetime.datetime | None = None,
         timeout: float | None = None,
-    ) -> Iterator[payments_pb2.Authorization]:
+    ) -> Generator[payments_pb2.Authorization, None, None]:
         """The authorizations that match, as a stream (the deadline bounds all of it)."""
         request = _shared.list_authorizations_request(account_id, merchant_id, status, created_from, created_before)
         responses = self._stream(
@@ -343,7 +343,7 @@ class Client:
                 request, timeout=self._deadline(timeout), metadata=self._metadata
             ),
         )
-        return (response.authorization for response in responses)
+        return (response.authorization for response in responses)  # closing it closes the call
 
     def authorize_stream(self, *, timeout: float | None = None) -> AuthorizeStream:
         """Opens an AuthorizeStream: `send()` requests, iterate the answers (in completion order, paired by
@@ -352,7 +352,7 @@ class Client:
 
     def authorize_many(
         self, requests: Iterable[payments_pb2.AuthorizeRequest], *, timeout: float | None = None
-    ) -> Iterator[StreamAnswer]:
+    ) -> Generator[StreamAnswer, None, None]:
         """Sends every request over one AuthorizeStream (correlation id: its index as a string, keys generated
         where missing) and yields the answers as they come."""
 
@@ -452,7 +452,7 @@ class AuthorizeStream:
                 self._closed = True
                 self._outbox.put(_CLOSE)
 
-    def __iter__(self) -> Iterator[StreamAnswer]:
+    def __iter__(self) -> Generator[StreamAnswer, None, None]:
         for response in self._responses:
             yield _shared.stream_answer(response)
 

@@ -111,6 +111,12 @@ def sync_interceptor(observer: Observer) -> _SyncObserving:
     return _SyncObserving(observer)
 
 
+def _method(details: grpc.aio.ClientCallDetails) -> str:
+    # grpc.aio passes the method as bytes, whatever its type hints say.
+    method: str | bytes = details.method
+    return method.decode() if isinstance(method, bytes) else method
+
+
 class _AioObserving:
     def __init__(self, observer: Observer) -> None:
         self._observer = observer
@@ -144,7 +150,7 @@ class _AioUnaryUnary(_AioObserving, grpc.aio.UnaryUnaryClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request: _Req,
     ) -> _Resp | grpc.aio.UnaryUnaryCall[_Req, _Resp]:
-        done = self._observer.start(client_call_details.method)
+        done = self._observer.start(_method(client_call_details))
         call = await continuation(client_call_details, request)
         self._watch(done, call)
         return call
@@ -159,7 +165,7 @@ class _AioUnaryStream(_AioObserving, grpc.aio.UnaryStreamClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request: _Req,
     ) -> AsyncIterator[_Resp] | grpc.aio.UnaryStreamCall[_Req, _Resp]:
-        done = self._observer.start(client_call_details.method)
+        done = self._observer.start(_method(client_call_details))
         call = await continuation(client_call_details, request)
         self._watch(done, call)
         return call
@@ -175,7 +181,7 @@ class _AioStreamUnary(_AioObserving, grpc.aio.StreamUnaryClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request_iterator: AsyncIterable[_Req] | Iterable[_Req],
     ) -> _Resp | grpc.aio.StreamUnaryCall[_Req, _Resp]:
-        done = self._observer.start(client_call_details.method)
+        done = self._observer.start(_method(client_call_details))
         call = await continuation(client_call_details, request_iterator)
         self._watch(done, call)
         return call
@@ -191,7 +197,7 @@ class _AioStreamStream(_AioObserving, grpc.aio.StreamStreamClientInterceptor):
         client_call_details: grpc.aio.ClientCallDetails,
         request_iterator: AsyncIterable[_Req] | Iterable[_Req],
     ) -> AsyncIterator[_Resp] | grpc.aio.StreamStreamCall[_Req, _Resp]:
-        done = self._observer.start(client_call_details.method)
+        done = self._observer.start(_method(client_call_details))
         call = await continuation(client_call_details, request_iterator)
         self._watch(done, call)
         return call
