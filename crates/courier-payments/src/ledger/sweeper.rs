@@ -4,6 +4,12 @@ use std::sync::Weak;
 
 use super::{Inner, Ledger};
 
+/// How long one sweep batch may take. The sweeper is a caller like any other: a batch without a deadline would
+/// wait as long as a silent database keeps it (the writer bounds a batch by its callers' deadlines), and every
+/// call queued behind it would run into its own deadline instead of being refused UNAVAILABLE. A healthy
+/// database commits a sweep batch in milliseconds; one that is cut short is retried at the next interval.
+const SWEEP_BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Runs until the ledger is dropped; holds only a weak reference so it never keeps the writer alive.
 pub(super) fn spawn(inner: Weak<Inner>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -14,7 +20,8 @@ pub(super) fn spawn(inner: Weak<Inner>) -> tokio::task::JoinHandle<()> {
             let ledger = Ledger { inner };
             // A full sweep of a large backlog takes several batches; each one stays short.
             loop {
-                match ledger.sweep().await {
+                let deadline = courier_kit::deadline::Instant::now() + SWEEP_BUDGET;
+                match courier_kit::deadline::scope(deadline, ledger.sweep()).await {
                     Ok(report) if report.expired >= 512 => continue,
                     Ok(report) => {
                         if report.expired > 0 || report.forgotten_keys > 0 {
