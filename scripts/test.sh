@@ -45,12 +45,6 @@ if [[ "${CI:-}" != "true" ]] && ! command -v prometheus >/dev/null; then
   echo "SKIPPED: the tests that need prometheus (not installed); they stay ignored"
   skip+=(--skip prometheus)
 fi
-# Quarantined, and loud about it: against a silent PostgreSQL, in about a third of the runs some of the 16 calls run
-# into their 1 s deadline (CANCELLED) instead of being refused UNAVAILABLE before it. A product defect in the
-# writer's deadline bounding (issue notes, 2026-12-02), not a test to weaken; run it alone with
-# `cargo test -p courier --test faults_postgres -- --ignored a_postgres_that_stops`.
-echo "QUARANTINED: faults_postgres::a_postgres_that_stops_answering_is_refused_before_the_callers_deadline (fails about 1 run in 3; see the issue notes)"
-skip+=(--skip a_postgres_that_stops_answering_is_refused_before_the_callers_deadline)
 step "cargo test -- --ignored (PostgreSQL, RabbitMQ, NATS, Prometheus)"
 cargo test --workspace --locked -- --ignored "${skip[@]}"
 

@@ -80,18 +80,27 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
 /// tenth of the time left when that is more (the answer must still travel, and the caller's clock started first).
 pub const REFUSAL_MARGIN: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// Below this much time left, [`before_deadline`] does not bound the operation: with a budget that short, a store
-/// that did not answer yet is more likely slow than gone, and the caller's own DEADLINE_EXCEEDED says better
-/// what happened than "the database did not answer".
+/// Below this much time left, [`before_deadline`] keeps no margin: it gives up at the deadline itself. With a
+/// budget that short, a store that did not answer yet is more likely slow than gone, so its timing out says
+/// little about the store (see [`is_short_budget`]); but it is still bounded, because an operation nobody waits
+/// for any more must not hold a connection, or the ledger's single writer, until the store answers.
 pub const LEAST_BOUNDED_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// True when an operation starting now with `deadline` has less than [`LEAST_BOUNDED_BUDGET`] left: its timing
+/// out is no evidence that the store is unreachable.
+pub fn is_short_budget(deadline: Option<crate::deadline::Instant>) -> bool {
+    deadline.is_some_and(|deadline| {
+        deadline.saturating_duration_since(crate::deadline::Instant::now()) < LEAST_BOUNDED_BUDGET
+    })
+}
 
 /// Runs a store operation (an acquire, a query, a transaction's statements) until `deadline` (the deadline of
 /// the call being served, [`crate::deadline::current`]) less a margin ([`REFUSAL_MARGIN`]), then gives up with
 /// an I/O error ([`is_unreachable`]). A database that stops answering without resetting anything (packets
 /// dropped) would otherwise hold every call until the caller's own deadline, which tells the caller nothing; this
 /// way it hears UNAVAILABLE (nothing was changed) while it still listens. Unbounded without a deadline (the
-/// pool's acquire timeout still applies) and with less than [`LEAST_BOUNDED_BUDGET`] left. Never wrap a COMMIT
-/// in this without finding out afterwards whether it applied.
+/// pool's acquire timeout still applies); bounded at the deadline itself with less than [`LEAST_BOUNDED_BUDGET`]
+/// left. Never wrap a COMMIT in this without finding out afterwards whether it applied.
 pub async fn before_deadline<T>(
     deadline: Option<crate::deadline::Instant>,
     operation: impl std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -99,10 +108,8 @@ pub async fn before_deadline<T>(
     let Some(deadline) = deadline else { return operation.await };
     let now = crate::deadline::Instant::now();
     let left = deadline.saturating_duration_since(now);
-    if left < LEAST_BOUNDED_BUDGET {
-        return operation.await;
-    }
-    let give_up = deadline - (left / 10).max(REFUSAL_MARGIN);
+    let margin = if left < LEAST_BOUNDED_BUDGET { std::time::Duration::ZERO } else { (left / 10).max(REFUSAL_MARGIN) };
+    let give_up = deadline - margin;
     match tokio::time::timeout_at(give_up, operation).await {
         Ok(result) => result,
         Err(_) => Err(sqlx::Error::Io(std::io::Error::new(

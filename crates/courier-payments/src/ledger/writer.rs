@@ -86,6 +86,8 @@ async fn run(
             true => batch.iter().filter_map(|job| job.deadline).max(),
             false => None,
         };
+        // A batch that started with almost no time left and timed out says nothing about the database.
+        let short_budget = courier_kit::db::is_short_budget(deadline);
         match commit(&pool, &mut stage, &config, &clock, &batch, deadline).await {
             Ok((answers, last_sequence, decided)) => {
                 super::metrics::committed(batch.len(), started.elapsed(), &decided);
@@ -105,7 +107,7 @@ async fn run(
                 // The database could not be reached: the calls queued behind this batch are refused with it (they
                 // were never tried, so nothing of them was applied) instead of each waiting out an attempt of its
                 // own behind the last, past its caller's deadline.
-                if courier_kit::db::is_unreachable(&error) {
+                if courier_kit::db::is_unreachable(&error) && !short_budget {
                     while let Ok(job) = queue.try_recv() {
                         let _ = job.reply.send(Err(LedgerError::Unavailable(message.clone())));
                     }
