@@ -133,6 +133,24 @@ pub fn is_unreachable(error: &sqlx::Error) -> bool {
     )
 }
 
+/// The file of a `sqlite://` (or `sqlite:`) URL, without its query; `None` for another database.
+pub fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(path.split('?').next().unwrap_or(path))
+}
+
+/// Takes an exclusive `flock(2)` on `path` (created if missing) without waiting: `Ok(None)` when another open file
+/// holds it. The kernel releases it when the returned file is closed or the process dies, SIGKILL included, so a
+/// crashed holder never leaves a stale lock behind (a PID file would).
+pub fn try_lock_exclusive(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// True when the pool talks to SQLite (for the few statements that differ).
 pub fn is_sqlite(pool: &AnyPool) -> bool {
     pool.connect_options().database_url.scheme() == "sqlite"

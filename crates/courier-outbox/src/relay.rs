@@ -211,8 +211,7 @@ enum Lock {
 impl Lock {
     fn new(pool: &AnyPool, database_url: &str) -> Self {
         if courier_kit::db::is_sqlite(pool) {
-            let file = database_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            let file = file.split('?').next().unwrap_or(file);
+            let file = courier_kit::db::sqlite_file(database_url).unwrap_or(database_url);
             Lock::Sqlite { path: format!("{file}.outbox-lock").into(), held: None }
         } else {
             Lock::Postgres { held: None, checked: std::time::Instant::now() }
@@ -224,7 +223,7 @@ impl Lock {
         match self {
             Lock::Sqlite { path, held } => {
                 if held.is_none() {
-                    *held = try_flock(path);
+                    *held = courier_kit::db::try_lock_exclusive(path).ok().flatten();
                     if held.is_some() {
                         tracing::info!(target: "courier::outbox", lock = %path.display(), "outbox relay active");
                     }
@@ -264,12 +263,6 @@ impl Lock {
             }
         }
     }
-}
-
-fn try_flock(path: &std::path::Path) -> Option<File> {
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
-    Some(file)
 }
 
 /// The URL without its password, for messages and logs.

@@ -75,7 +75,7 @@ impl TestServer {
             .await
             .expect("open payments store");
         let clock = Clock::manual();
-        let ledger = Ledger::start(pool, options.payments.clone(), clock.clone());
+        let ledger = Ledger::start(pool, options.payments.clone(), clock.clone()).await.expect("start the ledger");
         ledger.spawn_sweeper();
         // Like `courier up`: the services' own calls to each other over in-memory connections, unless a test
         // points payments elsewhere.

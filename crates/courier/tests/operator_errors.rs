@@ -147,6 +147,32 @@ async fn an_up_that_cannot_bind_changes_nothing_in_the_data_dir() {
     assert_eq!(std::fs::read_dir(fresh.path()).unwrap().count(), 0, "files appeared in a data dir of a failed up");
 }
 
+/// A SQLite ledger has one writer (its in-memory knowledge of the stored idempotency keys depends on it): a second
+/// `up` on the same data dir is refused, saying what to do, and the first one goes on serving.
+#[tokio::test]
+async fn a_second_up_on_the_same_sqlite_ledger_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = up(dir.path());
+    let output = courier(&[
+        "up",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = stderr(&output);
+    assert!(!output.status.success(), "a second writer started: {output:?}");
+    assert!(
+        text.contains("another courier process is writing") && text.contains("--data-dir"),
+        "the refusal does not say what to do: {text}"
+    );
+    // The first one still writes its ledger.
+    courier_tests::process::funded_account(&running, &running, 100).await;
+    courier_tests::process::ledger_check(BIN, &["--data-dir", dir.path().to_str().unwrap()]);
+}
+
 #[test]
 fn an_out_of_range_setting_is_refused_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@
 mod apply;
 mod check;
 mod idempotency;
+mod known_keys;
 mod metrics;
 mod reads;
 mod rows;
@@ -27,6 +28,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use check::{check, has_ledger, CheckSummary, Violation};
+pub use known_keys::OpenError;
 pub use reads::AuthorizationFilter;
 /// For the outbox relay, which reads the events it publishes straight from the store.
 pub use rows::{event_from_row, EVENT_COLUMNS};
@@ -201,18 +203,27 @@ struct Inner {
     committed: watch::Receiver<i64>,
     /// What the writer has done.
     stats: Arc<writer::WriterStats>,
+    /// On SQLite, the keys the store may hold (and the file's writer lock); `None` on PostgreSQL.
+    known_keys: Option<Arc<known_keys::KnownKeys>>,
     /// Set when the server shuts down: live event feeds end, so they do not hold the drain open.
     closing: watch::Sender<bool>,
 }
 
 impl Ledger {
     /// Starts the writer on `pool` (already migrated) and returns the handle. The writer stops when the last
-    /// handle is dropped.
-    pub fn start(pool: AnyPool, config: PaymentsConfig, clock: Clock) -> Self {
+    /// handle is dropped. On SQLite this process becomes the file's only writer: it fails if another holds the
+    /// file's writer lock, and it loads the stored idempotency keys (module `known_keys`).
+    pub async fn start(pool: AnyPool, config: PaymentsConfig, clock: Clock) -> Result<Self, OpenError> {
+        let url = pool.connect_options().database_url.to_string();
+        let known_keys = match courier_kit::db::sqlite_file(&url) {
+            Some(file) => Some(Arc::new(known_keys::KnownKeys::open(&pool, file).await?)),
+            None => None,
+        };
         let stats = Arc::new(writer::WriterStats::default());
-        let (jobs, committed) = writer::spawn(pool.clone(), config.clone(), clock.clone(), stats.clone());
+        let (jobs, committed) =
+            writer::spawn(pool.clone(), config.clone(), clock.clone(), stats.clone(), known_keys.clone());
         let closing = watch::Sender::new(false);
-        Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed, stats, closing }) }
+        Ok(Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed, stats, closing, known_keys }) })
     }
 
     /// What the writer has committed so far in this process.

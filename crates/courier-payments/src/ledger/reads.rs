@@ -65,6 +65,9 @@ impl Ledger {
         fingerprint: &str,
     ) -> Result<Option<pb::Authorization>, LedgerError> {
         let scope = super::idempotency::merchant_scope(merchant_id);
+        if self.inner.known_keys.as_ref().is_some_and(|known| !known.may_hold(&scope, key)) {
+            return Ok(None);
+        }
         bounded(super::idempotency::stored_answer(self.pool(), &scope, key, fingerprint)).await?.transpose()
     }
 

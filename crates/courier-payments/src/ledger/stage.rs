@@ -193,6 +193,11 @@ impl Stage {
     }
 
     /// A new idempotent answer, written at [`Stage::flush`].
+    /// The (scope, key) pairs this batch stores.
+    pub fn written_keys(&self) -> impl Iterator<Item = &(String, String)> {
+        self.keys.iter().filter(|(_, cached)| cached.dirty && cached.row.is_some()).map(|(id, _)| id)
+    }
+
     pub fn put_key(&mut self, scope: String, key: String, stored: StoredKey) {
         self.keys.insert((scope, key), Cached { row: Some(stored), dirty: true });
     }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use courier_kit::db::before_deadline;
 
 use super::apply::Tx;
+use super::known_keys::KnownKeys;
 use super::metrics::Decided;
 use super::stage::{EventRow, Stage};
 use super::{Done, LedgerError, Op};
@@ -45,12 +46,13 @@ pub(super) fn spawn(
     config: PaymentsConfig,
     clock: Clock,
     stats: Arc<WriterStats>,
+    known_keys: Option<Arc<KnownKeys>>,
 ) -> (mpsc::Sender<Job>, watch::Receiver<i64>) {
     // The queue is bounded: when the database falls behind, callers wait here (and their deadlines apply) rather
     // than piling up unbounded work in memory.
     let (jobs, queue) = mpsc::channel(config.max_batch.max(1) * 4);
     let (committed, watch) = watch::channel(0);
-    tokio::spawn(run(pool, config, clock, queue, committed, stats));
+    tokio::spawn(run(pool, config, clock, queue, committed, stats, known_keys));
     (jobs, watch)
 }
 
@@ -61,6 +63,7 @@ async fn run(
     mut queue: mpsc::Receiver<Job>,
     committed: watch::Sender<i64>,
     stats: Arc<WriterStats>,
+    known_keys: Option<Arc<KnownKeys>>,
 ) {
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
@@ -94,6 +97,9 @@ async fn run(
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.operations.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 committed.send_if_modified(|seen| std::mem::replace(seen, last_sequence) != last_sequence);
+                if let Some(known) = &known_keys {
+                    stage.written_keys().for_each(|(scope, key)| known.insert(scope, key));
+                }
                 for (job, answer) in batch.drain(..).zip(answers) {
                     let _ = job.reply.send(answer);
                 }

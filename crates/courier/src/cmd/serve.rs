@@ -142,7 +142,7 @@ async fn run(
                         if config.outbox.required { "required" } else { "optional" }
                     ));
                 }
-                let ledger = Ledger::start(pool, payments, Clock::system());
+                let ledger = Ledger::start(pool, payments, Clock::system()).await?;
                 ledger.spawn_sweeper();
                 let token = service_token.as_deref();
                 // This process's own users and risk: called straight into the served stack, which outlasts the

@@ -1,0 +1,90 @@
+//! The idempotency keys a SQLite ledger may hold, in memory, so that a new key (nearly every Authorize) is known
+//! to be new without asking the store.
+//!
+//! Before an Authorize consults UserService and RiskService, the service looks for an earlier answer under its
+//! key (a retry must not count twice towards a velocity rule). On SQLite that look-up was a pool query per call,
+//! and sqlx runs each SQLite statement on a worker thread of its own: two thread hops and a page read for an
+//! answer that is "no" for every first attempt. This process is the only writer of its SQLite file (it holds the
+//! file's writer lock, taken here), so it can know every key the store holds: those the store had when it opened,
+//! and those its own writer committed since. A Bloom filter (fastbloom) keeps them in about 14 bits a key
+//! (1.8 MiB for the first million keys); "not in the filter" is certain and skips the query, "maybe" (a key used
+//! before, or one false positive in a thousand) asks the store as before. The writer has the last word either way:
+//! it finds a stored key inside its own transaction, so the filter decides only whether the pre-read happens.
+//!
+//! PostgreSQL gets no filter: several processes may write one database, so no process knows every key.
+
+use std::path::{Path, PathBuf};
+
+use fastbloom::AtomicBloomFilter;
+use futures::TryStreamExt;
+use sqlx::AnyPool;
+
+/// False-positive rate of the filter: one first attempt in a thousand still reads the store.
+const FALSE_POSITIVE_RATE: f64 = 0.001;
+/// The filter is sized for at least this many keys, and for twice the keys the store holds when it opens; past
+/// that its false-positive rate rises (more pre-reads, never a wrong answer) until the next start resizes it.
+const LEAST_CAPACITY: usize = 1 << 20;
+
+/// Why a SQLite ledger could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process (or another ledger in this one) writes this file.
+    #[error(
+        "another courier process is writing {file} (it holds {lock}): a SQLite ledger has one writer; stop that \
+         process, or give this one its own --data-dir (or PostgreSQL, which several processes can share)"
+    )]
+    Locked { file: String, lock: String },
+    /// The lock file could not be opened or locked.
+    #[error("locking {lock}: {source}")]
+    Lock { lock: String, source: std::io::Error },
+    /// Reading the stored keys failed.
+    #[error("reading the stored idempotency keys: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The keys the store may hold (see the module docs), and the file's writer lock, held as long as this lives.
+pub(super) struct KnownKeys {
+    filter: AtomicBloomFilter,
+    _writer_lock: std::fs::File,
+}
+
+impl KnownKeys {
+    /// Takes the writer lock of the SQLite file `file` and loads every stored key.
+    pub async fn open(pool: &AnyPool, file: &str) -> Result<Self, OpenError> {
+        let lock = lock_path(file);
+        let shown = || lock.display().to_string();
+        let writer_lock = match courier_kit::db::try_lock_exclusive(&lock) {
+            Ok(Some(held)) => held,
+            Ok(None) => return Err(OpenError::Locked { file: file.to_owned(), lock: shown() }),
+            Err(source) => return Err(OpenError::Lock { lock: shown(), source }),
+        };
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys").fetch_one(pool).await?;
+        let capacity = LEAST_CAPACITY.max(usize::try_from(stored).unwrap_or(0).saturating_mul(2));
+        let filter = AtomicBloomFilter::with_false_pos(FALSE_POSITIVE_RATE).expected_items(capacity);
+        let mut rows =
+            sqlx::query_as::<_, (String, String)>("SELECT scope, idem_key FROM idempotency_keys").fetch(pool);
+        while let Some((scope, key)) = rows.try_next().await? {
+            filter.insert(&(scope.as_str(), key.as_str()));
+        }
+        Ok(Self { filter, _writer_lock: writer_lock })
+    }
+
+    /// False only when no answer is stored under (scope, key).
+    pub fn may_hold(&self, scope: &str, key: &str) -> bool {
+        self.filter.contains(&(scope, key))
+    }
+
+    /// Records a key the writer is about to commit (before its callers hear the answer, so a retry that follows
+    /// the answer always finds it).
+    pub fn insert(&self, scope: &str, key: &str) {
+        self.filter.insert(&(scope, key));
+    }
+}
+
+/// The lock file next to the database file: SQLite's own locks are fcntl locks on the file itself, which flock
+/// does not see, but a separate file keeps the two apart for anyone reading the code.
+fn lock_path(file: &str) -> PathBuf {
+    let mut lock = Path::new(file).as_os_str().to_owned();
+    lock.push(".writer-lock");
+    lock.into()
+}
