@@ -1,5 +1,6 @@
 //! `courier bench` against a real `courier up`: it sets up its own user and accounts, runs, and reports numbers
-//! that say calls were answered (not that they were fast: machines differ, so speed is for the README's runs).
+//! that say calls were answered (not that they were fast: machines differ, so speed is for the runs in
+//! docs/benchmarks.md).
 
 use std::process::{Command, Output};
 

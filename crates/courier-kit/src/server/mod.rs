@@ -1,13 +1,14 @@
 //! Running a set of tonic services the way every courier process does.
 //!
-//! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
-//! reflection (v1 and v1alpha), applies the nine layers of [`crate::layers`], in the order listed there and as
-//! [`ServerOptions`] configures them, and runs until the shutdown future resolves. The process's own calls to
-//! its services (`ServiceSet::in_process`) go straight into the same layered stack. Shutdown is graceful:
-//! health turns NOT_SERVING and readiness fails first, for `drain_lead` (so balancers and health-checking clients
-//! stop sending); then health Watch streams end (an open watch would otherwise hold the drain for the whole grace
-//! period), the listener stops, calls in flight get up to `shutdown_grace` to finish (their calls to this
-//! process's own services still work), and `serve` returns as soon as they are done.
+//! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server reflection (v1
+//! and v1alpha), applies the nine layers of [`crate::layers`] as [`ServerOptions`] configures them, outermost first:
+//! trace, access log, RPC metrics, content type, authentication, fault injection, deadline, concurrency limit with load
+//! shedding, receive-size limit; and runs until the shutdown future resolves. The process's own calls to its services
+//! (`ServiceSet::in_process`) go straight into the same layered stack. Shutdown is graceful: health turns NOT_SERVING
+//! and readiness fails first, for `drain_lead` (so balancers and health-checking clients stop sending); then health
+//! Watch streams end (an open watch would otherwise hold the drain for the whole grace period), the listener stops,
+//! calls in flight get up to `shutdown_grace` to finish (their calls to this process's own services still work), and
+//! `serve` returns as soon as they are done.
 
 mod in_process;
 mod options;

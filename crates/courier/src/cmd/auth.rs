@@ -156,7 +156,8 @@ const ALL_SCOPES: [&str; 11] = [
     "events:read",
     "risk:score",
     "risk:admin",
-    // Acts for every merchant, so the README's `--merchant coffee_shop` works with the development token.
+    // Acts for every merchant, so docs/cli.md's `--merchant coffee_shop` and the README's Python
+    // `merchant_id="coffee_shop"` work with the development token.
     "merchants:any",
 ];
 
