@@ -156,7 +156,7 @@ async fn send(http: Http, addr: &str, request: Request<Full<Bytes>>) -> Result<(
 /// gRPC-Web text: each chunk the server wrote is base64 of its own, padding included, so the body is decoded
 /// 4 characters at a time rather than as one string.
 fn decode_text(body: &[u8]) -> Result<Vec<u8>, String> {
-    if body.len() % 4 != 0 {
+    if !body.len().is_multiple_of(4) {
         return Err(format!("a grpc-web-text body of {} characters is not base64", body.len()));
     }
     let mut decoded = Vec::with_capacity(body.len() / 4 * 3);

@@ -19,7 +19,8 @@ fn up(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> CourierPro
     let dir = dir.to_str().unwrap();
     let mut args = vec!["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", dir];
     args.extend_from_slice(extra);
-    CourierProcess::start_with_env(BIN, &args, env)
+    // At info: the access log is part of what is checked.
+    CourierProcess::start_logged(BIN, &args, env, "info")
 }
 
 #[tokio::test]
@@ -47,6 +48,15 @@ async fn courier_up_serves_grpc_web_behind_auth_and_deadlines_with_the_origins_i
     let list = frame(&pb::ListUsersRequest::default());
     let answer = grpc_web::call(Http::One, &server.addr, LIST, BINARY, &hurried, &list).await.unwrap();
     assert_eq!(answer.grpc_status(), Some(tonic::Code::DeadlineExceeded as i32), "{answer:?}");
+
+    // The access log has each call under its method, with the code the page got.
+    let logs = server.logs.as_ref().expect("logged");
+    for (method, code) in [(CREATE, "UNAUTHENTICATED"), (CREATE, "OK"), (LIST, "DEADLINE_EXCEEDED")] {
+        let (method, code) = (format!("method=\"{method}\""), format!("code=\"{code}\""));
+        logs.wait_for(std::time::Duration::from_secs(10), &format!("{method} {code}"), |line| {
+            line.contains(" rpc ") && line.contains(&method) && line.contains(&code)
+        });
+    }
 
     // Another page's origin is refused.
     let (status, _) = grpc_web::preflight(&server.addr, CREATE, "http://127.0.0.1:5174").await.unwrap();
