@@ -2,7 +2,7 @@
 # The test command: formatting, lints, the deployment files (Kubernetes manifests, Prometheus rules), every Rust
 # test (PostgreSQL, the brokers and a real Prometheus included), buf lint, buf breaking against the
 # release contract and the gate's own test, and the Python clients: the grpcio
-# interop test, the SDK (clients/python), the Tyk gateway plugin test and the Celery worker example. CI runs exactly this (.ci/run). Each step says what it is; the first failure stops the run.
+# interop test, the SDK (clients/python), the browser test over gRPC-Web (clients/web), the Tyk gateway plugin test and the Celery worker example. CI runs exactly this (.ci/run). Each step says what it is; the first failure stops the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -61,6 +61,9 @@ bash interop/python/run.sh
 
 step "Python SDK (clients/python): fresh stubs, mypy --strict, pytest against courier up, the quickstart"
 bash clients/python/run.sh
+
+step "browser test (clients/web): headless chromium calls courier up over gRPC-Web from another origin (CORS)"
+bash clients/web/run.sh
 
 step "courier accepts every Kubernetes overlay's configuration"
 bash deploy/check.sh configs

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bearer;
+pub mod grpc_web;
 pub mod http;
 pub mod server;
 

@@ -196,6 +196,43 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_auth: bool,
+    /// gRPC-Web and CORS (`[server] grpc_web`, `cors_allowed_origins`).
+    #[command(flatten)]
+    #[serde(skip_serializing_if = "WebFlags::is_empty")]
+    pub server: WebFlags,
+}
+
+/// The `[server]` keys with flags of their own: gRPC-Web for browsers (docs/grpc-web.md).
+#[derive(Args, Debug, Default)]
+pub struct WebFlags {
+    /// Do not serve gRPC-Web (browsers) on the gRPC listener, which then speaks HTTP/2 only [default: served].
+    #[arg(long)]
+    pub no_grpc_web: bool,
+    /// Origins whose pages may call over gRPC-Web (CORS), e.g. http://127.0.0.1:5173,https://shop.example
+    /// (comma-separated or repeated; `*` for any) [default: none].
+    #[arg(long = "cors-allowed-origins", value_name = "ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl WebFlags {
+    fn is_empty(&self) -> bool {
+        !self.no_grpc_web && self.cors_allowed_origins.is_empty()
+    }
+}
+
+/// Only what was passed, under the `[server]` keys it overrides.
+impl Serialize for WebFlags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if self.no_grpc_web {
+            map.serialize_entry("grpc_web", &false)?;
+        }
+        if !self.cors_allowed_origins.is_empty() {
+            map.serialize_entry("cors_allowed_origins", &self.cors_allowed_origins)?;
+        }
+        map.end()
+    }
 }
 
 impl ServeFlags {

@@ -2,7 +2,7 @@
 //! `+proto`/`+json`/`;params`) is answered HTTP 415, as the gRPC over HTTP/2 spec asks, before any service
 //! reads its body. Without it tonic serves `application/json` or `text/plain` as gRPC (HTTP 200) and reads the
 //! first bytes of a JSON body as a frame header. courier has no REST edge on its gRPC port, so nothing else
-//! may pass.
+//! may pass. (gRPC-Web is turned into gRPC before it gets here, by `server::grpc_web` outside every layer.)
 
 use std::future::Future;
 use std::pin::Pin;

@@ -3,7 +3,8 @@
 //! (off unless configured), [`deadline`], [`concurrency`] (limit, pushback, shedding), [`recv_limit`].
 //!
 //! They work on `http` requests and responses, below tonic's codegen, so they cover every service alike
-//! (health and reflection included) and need no per-handler code.
+//! (health and reflection included) and need no per-handler code. gRPC-Web calls pass them as gRPC: the
+//! translation (`crate::server::grpc_web`) sits outside them all.
 
 pub mod access_log;
 pub mod auth;

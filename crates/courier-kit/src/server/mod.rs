@@ -3,13 +3,14 @@
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server reflection (v1
 //! and v1alpha), applies the nine layers of [`crate::layers`] as [`ServerOptions`] configures them, outermost first:
 //! trace, access log, RPC metrics, content type, authentication, fault injection, deadline, concurrency limit with load
-//! shedding, receive-size limit; and runs until the shutdown future resolves. The process's own calls to its services
-//! (`ServiceSet::in_process`) go straight into the same layered stack. Shutdown is graceful: health turns NOT_SERVING
-//! and readiness fails first, for `drain_lead` (so balancers and health-checking clients stop sending); then health
-//! Watch streams end (an open watch would otherwise hold the drain for the whole grace period), the listener stops,
-//! calls in flight get up to `shutdown_grace` to finish (their calls to this process's own services still work), and
-//! `serve` returns as soon as they are done.
+//! shedding, receive-size limit, with gRPC-Web and CORS ([`grpc_web`]) outside them; and runs until the shutdown
+//! future resolves. The process's own calls to its services (`ServiceSet::in_process`) go straight into the same
+//! layered stack. Shutdown is graceful: health turns NOT_SERVING and readiness fails first, for `drain_lead` (so
+//! balancers and health-checking clients stop sending); then health Watch streams end (an open watch would otherwise
+//! hold the drain for the whole grace period), the listener stops, calls in flight get up to `shutdown_grace` to
+//! finish (their calls to this process's own services still work), and `serve` returns as soon as they are done.
 
+pub mod grpc_web;
 mod in_process;
 mod options;
 mod reflection;
@@ -143,6 +144,9 @@ pub enum ServeError {
     /// A reflection descriptor set could not be decoded.
     #[error("reflection: {0}")]
     Reflection(#[from] prost_reflect::DescriptorError),
+    /// `server.cors_allowed_origins` holds something that is not an origin.
+    #[error("invalid configuration key `server.cors_allowed_origins`: {0}")]
+    CorsOrigin(#[from] grpc_web::InvalidOrigin),
 }
 
 /// Serves `services` on `listener` until `shutdown` resolves, then drains gracefully (see the module docs).
@@ -155,6 +159,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let ServiceSet { mut routes, names, descriptor_sets, readiness, auth, scopes, audited, in_process } = services;
+    // Outside every other layer, on the listener only (the process's own calls are gRPC): see `grpc_web`.
+    let web = grpc_web::GrpcWebLayer::new(options.grpc_web, &options.cors_allowed_origins)?;
     let auth_layer = auth_layer(auth, &scopes, &audited);
 
     let (health, _) = tonic_health::server::health_reporter();
@@ -217,7 +223,9 @@ pub async fn serve(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
-        .layer(layers)
+        // Browsers speak gRPC-Web over HTTP/1.1 as well; without gRPC-Web the listener stays HTTP/2 only.
+        .accept_http1(web.enabled())
+        .layer(tower::ServiceBuilder::new().layer(web).layer(layers))
         .add_routes(routes)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
             let _ = drain_rx.await;

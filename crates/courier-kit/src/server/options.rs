@@ -33,6 +33,14 @@ pub struct ServerOptions {
     /// Serve gRPC server reflection (v1 and v1alpha). Default on here; the `courier` binary defaults it per
     /// command (on for `up`, off for `serve`).
     pub reflection: bool,
+    /// Serve gRPC-Web (binary and text, unary and server streaming) to browsers on the same listener, over
+    /// HTTP/1.1 and HTTP/2 (docs/grpc-web.md). Default on.
+    pub grpc_web: bool,
+    /// Origins (`scheme://host[:port]`, or `*` for any) whose pages may call over gRPC-Web: they get CORS headers
+    /// and their preflights are answered; any other origin's are refused. A list, or one comma-separated string
+    /// (`COURIER_SERVER__CORS_ALLOWED_ORIGINS=http://a:8080,https://b`). Default empty: no page may.
+    #[serde(deserialize_with = "origins")]
+    pub cors_allowed_origins: Vec<String>,
     /// Deadlines of incoming calls: the default when the caller sent none, per-method defaults and minimums
     /// (`[server.deadlines]`, see [`DeadlineOptions`]).
     pub deadlines: DeadlineOptions,
@@ -57,10 +65,30 @@ impl Default for ServerOptions {
             drain_lead: Duration::from_millis(300),
             shutdown_grace: Duration::from_secs(10),
             reflection: true,
+            grpc_web: true,
+            cors_allowed_origins: Vec::new(),
             deadlines: DeadlineOptions::default(),
             overload: OverloadOptions::default(),
             faults: BTreeMap::new(),
             tls: None,
         }
     }
+}
+
+/// A list of origins, or one string of them separated by commas (what an environment variable holds).
+fn origins<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Origins {
+        List(Vec<String>),
+        One(String),
+    }
+    let origins = match Origins::deserialize(deserializer)? {
+        Origins::List(list) => list,
+        Origins::One(one) => one.split(',').map(str::to_owned).collect(),
+    };
+    let origins: Vec<String> =
+        origins.iter().map(|origin| origin.trim().to_owned()).filter(|origin| !origin.is_empty()).collect();
+    super::grpc_web::check_origins(&origins).map_err(serde::de::Error::custom)?;
+    Ok(origins)
 }

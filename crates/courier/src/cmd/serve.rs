@@ -206,6 +206,7 @@ async fn run(
     }
     lines.extend([
         format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
+        grpc_web_note(config),
         format!("courier: store {}", redact_url(&database_url)),
         format!(
             "courier: try `courier users create --name Ada --email ada@example.com {}{cli_flags}`",
@@ -265,6 +266,17 @@ fn reflection_note(config: &ServeConfig) -> &'static str {
         " + grpc.reflection.v1 (+v1alpha)"
     } else {
         ""
+    }
+}
+
+/// What browsers get: gRPC-Web, and from which origins.
+fn grpc_web_note(config: &ServeConfig) -> String {
+    match (config.server.grpc_web, config.server.cors_allowed_origins.as_slice()) {
+        (false, _) => "courier: gRPC-Web off (--no-grpc-web): HTTP/2 gRPC only".to_owned(),
+        (true, []) => "courier: gRPC-Web on (HTTP/1.1 and HTTP/2); no browser origin allowed yet \
+                       (--cors-allowed-origins ORIGIN, docs/grpc-web.md)"
+            .to_owned(),
+        (true, origins) => format!("courier: gRPC-Web on (HTTP/1.1 and HTTP/2); CORS for {}", origins.join(", ")),
     }
 }
 
