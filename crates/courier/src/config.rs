@@ -196,12 +196,25 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_auth: bool,
+    /// Do not serve REST/JSON on the gRPC port (`[server] rest = false`; docs/rest.md) [default: served].
+    #[arg(long)]
+    #[serde(skip)]
+    pub no_rest: bool,
 }
 
 impl ServeFlags {
     /// Loads the configuration these flags point at and override, over the defaults of `ServeConfig`.
     pub fn load(&self) -> anyhow::Result<ServeConfig> {
-        checked(courier_kit::config::load(self.config.as_deref(), self)?)
+        self.overridden(checked(courier_kit::config::load(self.config.as_deref(), self)?))
+    }
+
+    /// The flags that are not configuration keys of their own (`--no-rest` is `server.rest`), applied last.
+    fn overridden(&self, config: anyhow::Result<ServeConfig>) -> anyhow::Result<ServeConfig> {
+        let mut config = config?;
+        if self.no_rest {
+            config.server.rest = false;
+        }
+        Ok(config)
     }
 
     /// [`ServeFlags::load`] with `server.reflection` defaulting to `reflection` (the command's default: on for
@@ -210,7 +223,7 @@ impl ServeFlags {
     pub fn load_with_reflection(&self, reflection: bool) -> anyhow::Result<ServeConfig> {
         let mut defaults = ServeConfig::default();
         defaults.server.reflection = reflection;
-        checked(courier_kit::config::load_over(defaults, self.config.as_deref(), self)?)
+        self.overridden(checked(courier_kit::config::load_over(defaults, self.config.as_deref(), self)?))
     }
 }
 

@@ -32,6 +32,7 @@ use crate::layers::{
     AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, FaultLayer, RecvLimitLayer,
     RpcMetricsLayer, TraceLayer,
 };
+use crate::rest::{Rest, RestLayer};
 pub use in_process::InProcess;
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
@@ -142,6 +143,9 @@ pub enum ServeError {
     /// A reflection descriptor set could not be decoded.
     #[error("reflection: {0}")]
     Reflection(#[from] prost_reflect::DescriptorError),
+    /// A descriptor set could not be decoded for the REST routes.
+    #[error("REST routes: {0}")]
+    Rest(#[source] prost_reflect::DescriptorError),
 }
 
 /// Serves `services` on `listener` until `shutdown` resolves, then drains gracefully (see the module docs).
@@ -202,6 +206,13 @@ pub async fn serve(
         own.install(tower::util::BoxCloneSyncService::new(stack));
     }
 
+    // REST/JSON in front of it all, for the listener only (the process's own calls are gRPC).
+    let rest = if options.rest {
+        rest_layer(&descriptor_sets, &names, options.max_recv_message_bytes)?
+    } else {
+        RestLayer::off()
+    };
+
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     // With TLS, every accepted connection is handshaken first; a failed handshake (no client certificate under
     // mTLS, a plaintext client) drops that connection only.
@@ -216,6 +227,9 @@ pub async fn serve(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        // HTTP/1.1 only for REST clients (curl, browsers' fetch); gRPC stays HTTP/2.
+        .accept_http1(options.rest)
+        .layer(rest)
         .layer(layers)
         .add_routes(routes)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
@@ -279,6 +293,19 @@ impl Health for DrainingHealth {
         };
         Ok(tonic::Response::new(Box::pin(statuses.take_until(end))))
     }
+}
+
+/// The REST edge for the services named `names`, from the rules in their descriptor sets.
+fn rest_layer(descriptor_sets: &[&[u8]], names: &[&str], max_body_bytes: usize) -> Result<RestLayer, ServeError> {
+    let mut pool = prost_reflect::DescriptorPool::new();
+    for set in descriptor_sets {
+        pool.decode_file_descriptor_set(*set).map_err(ServeError::Rest)?;
+    }
+    let rest = Rest::new(pool, names, max_body_bytes);
+    for (method, path, grpc) in rest.routes() {
+        tracing::debug!(%method, %path, %grpc, "REST route");
+    }
+    Ok(RestLayer::new(rest))
 }
 
 /// The authentication layer for these tables; a pass-through without an authenticator.

@@ -33,6 +33,9 @@ pub struct ServerOptions {
     /// Serve gRPC server reflection (v1 and v1alpha). Default on here; the `courier` binary defaults it per
     /// command (on for `up`, off for `serve`).
     pub reflection: bool,
+    /// Serve REST/JSON on the same port (every method with a `google.api.http` rule, see [`crate::rest`] and
+    /// docs/rest.md): HTTP/1.1 is then accepted beside HTTP/2. Default on.
+    pub rest: bool,
     /// Deadlines of incoming calls: the default when the caller sent none, per-method defaults and minimums
     /// (`[server.deadlines]`, see [`DeadlineOptions`]).
     pub deadlines: DeadlineOptions,
@@ -57,6 +60,7 @@ impl Default for ServerOptions {
             drain_lead: Duration::from_millis(300),
             shutdown_grace: Duration::from_secs(10),
             reflection: true,
+            rest: true,
             deadlines: DeadlineOptions::default(),
             overload: OverloadOptions::default(),
             faults: BTreeMap::new(),
