@@ -467,7 +467,6 @@ async fn the_same_authorize_over_grpc_and_rest_with_one_key_is_one_stored_result
             currency: "USD".into(),
             description: "same call, two protocols".into(),
             metadata: [("order".to_owned(), "o-1".to_owned())].into(),
-            ..Default::default()
         };
         let body = json!({
             "idempotencyKey": key, "accountId": account, "merchantId": MERCHANT, "amount": "1234", "currency": "USD",
@@ -574,4 +573,25 @@ async fn serve_no_rest_leaves_the_port_grpc_only() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "415", "{output:?}");
+}
+
+#[tokio::test]
+async fn a_rest_call_is_traced_and_access_logged_as_its_grpc_method() {
+    if !curl_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("courier-data");
+    let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data.to_str().unwrap()];
+    let server = CourierProcess::start_logged(BIN, &args, &[], "info");
+    let rest = Rest::new(&server);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01");
+    let answer = rest.call("GET", "/v1/users/usr_01900000000070008000000000000000", None, &[&traceparent]);
+    answer.error(404, 5);
+    let logs = server.logs.as_ref().unwrap();
+    let line = logs.wait_for(std::time::Duration::from_secs(10), "the access log line", |line| {
+        line.contains("UserService/GetUser") && line.contains("code=\"NOT_FOUND\"")
+    });
+    assert!(line.contains(trace), "the caller's trace id: {line}");
 }

@@ -2,7 +2,9 @@
 //!
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server
 //! reflection (v1 and v1alpha), applies the nine layers of [`crate::layers`], in the order listed there and as
-//! [`ServerOptions`] configures them, and runs until the shutdown future resolves. The process's own calls to
+//! [`ServerOptions`] configures them, and runs until the shutdown future resolves. With `rest` on (the default),
+//! [`crate::rest`] stands in front of those layers on the listener: HTTP/1.1 is accepted too, and a JSON request
+//! to a `google.api.http` route is transcoded into the gRPC call that then passes every layer. The process's own calls to
 //! its services (`ServiceSet::in_process`) go straight into the same layered stack. Shutdown is graceful:
 //! health turns NOT_SERVING and readiness fails first, for `drain_lead` (so balancers and health-checking clients
 //! stop sending); then health Watch streams end (an open watch would otherwise hold the drain for the whole grace
