@@ -17,6 +17,7 @@ use tower::BoxError;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NDJSON: HeaderValue = HeaderValue::from_static("application/x-ndjson");
+const PUSHBACK: &str = crate::layers::concurrency::RETRY_PUSHBACK_HEADER;
 /// The gRPC status frame header bytes: a compressed-flag byte and a four-byte length.
 const FRAME_HEADER: usize = 5;
 
@@ -91,8 +92,11 @@ impl Json {
         if status.code() == Code::Unauthenticated {
             out.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        let pushback =
-            headers.and_then(|h| h.get("grpc-retry-pushback-ms")).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        // In the trailers-only headers, or in the metadata of a status a layer refused with.
+        let pushback = headers
+            .and_then(|h| h.get(PUSHBACK))
+            .or_else(|| status.metadata().as_ref().get(PUSHBACK))
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let Some(millis) = pushback {
             out.insert(header::RETRY_AFTER, HeaderValue::from(millis.div_ceil(1000).max(1)));
         }
