@@ -305,6 +305,12 @@ async fn every_route_answers_its_happy_path_in_canonical_json() {
     let stats = Rest::ok(rest.get("/v1/risk/rollout/stats"));
     assert!(stats["evaluations"].as_str().unwrap().parse::<i64>().is_ok(), "int64 as a string: {stats}");
 
+    // The OpenAPI document, served without a token, is the committed docs/openapi.json.
+    let openapi = rest.with_token(None).get("/openapi.json");
+    assert_eq!(openapi.status, 200, "{openapi:?}");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
+    assert_eq!(openapi.body, committed);
+
     drop(server);
     let data = dir.path().join("courier-data");
     courier_tests::process::ledger_check(BIN, &["--data-dir", data.to_str().unwrap()]);

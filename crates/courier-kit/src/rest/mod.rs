@@ -12,6 +12,7 @@
 //! back as JSON, a server stream as newline-delimited JSON, an error as a JSON `google.rpc.Status` with
 //! grpc-gateway's HTTP status ([`response`]).
 
+mod openapi;
 mod request;
 mod response;
 mod routes;
@@ -37,14 +38,46 @@ pub struct Rest {
     routes: routes::Routes,
     json: response::Json,
     max_body_bytes: usize,
+    /// The OpenAPI document, served at [`OPENAPI_PATH`].
+    openapi: serde_json::Value,
+    openapi_bytes: Bytes,
 }
+
+/// Where the OpenAPI 3.1 document of the routes is served (without authentication: it describes, it moves nothing).
+pub const OPENAPI_PATH: &str = "/openapi.json";
 
 impl Rest {
     /// The routes of `services` (full names) from the rules in `pool`; request bodies are read up to
     /// `max_body_bytes`.
     pub fn new(pool: DescriptorPool, services: &[&str], max_body_bytes: usize) -> Self {
         let routes = routes::Routes::new(&pool, services);
-        Self { routes, json: response::Json::new(pool), max_body_bytes }
+        let openapi = openapi::document(&routes);
+        let mut openapi_bytes = serde_json::to_vec_pretty(&openapi).expect("JSON values serialize");
+        openapi_bytes.push(b'\n');
+        Self { routes, json: response::Json::new(pool), max_body_bytes, openapi, openapi_bytes: openapi_bytes.into() }
+    }
+
+    /// [`Rest::new`] over encoded `FileDescriptorSet`s (e.g. `courier_proto::FILE_DESCRIPTOR_SET`).
+    pub fn from_descriptor_sets(
+        sets: &[&[u8]],
+        services: &[&str],
+        max_body_bytes: usize,
+    ) -> Result<Self, prost_reflect::DescriptorError> {
+        let mut pool = DescriptorPool::new();
+        for set in sets {
+            pool.decode_file_descriptor_set(*set)?;
+        }
+        Ok(Self::new(pool, services, max_body_bytes))
+    }
+
+    /// The OpenAPI 3.1 document of the routes (docs/openapi.json is this, pretty-printed).
+    pub fn openapi(&self) -> &serde_json::Value {
+        &self.openapi
+    }
+
+    /// [`Rest::openapi`] as served: pretty-printed, with a final newline.
+    pub fn openapi_json(&self) -> &Bytes {
+        &self.openapi_bytes
     }
 
     /// (HTTP method, path template, gRPC method path) of every route.
@@ -61,6 +94,11 @@ impl Rest {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
+        if parts.method == Method::GET && parts.uri.path() == OPENAPI_PATH {
+            let mut response = Response::new(Body::new(http_body_util::Full::new(self.openapi_bytes.clone())));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return response;
+        }
         let (rpc, params) = match self.routes.find(&parts.method, parts.uri.path()) {
             routes::Match::Found(rpc, params) => (rpc.clone(), params),
             routes::Match::MethodNotAllowed(allowed) => {

@@ -31,6 +31,8 @@ pub(crate) struct Rpc {
     pub output: MessageDescriptor,
     pub server_streaming: bool,
     pub body: BodyRule,
+    /// The method itself (its comments, for the OpenAPI document).
+    pub method: MethodDescriptor,
 }
 
 /// One segment of a path template.
@@ -120,6 +122,22 @@ impl Routes {
         }
     }
 
+    /// Every route as (HTTP method, OpenAPI path template, path variables, RPC), in the rules' order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Method, String, Vec<&str>, &Arc<Rpc>)> {
+        self.routes.iter().map(|r| {
+            let variables = r
+                .template
+                .segments
+                .iter()
+                .filter_map(|s| match s {
+                    Segment::Field(field) => Some(field.as_str()),
+                    Segment::Literal(_) => None,
+                })
+                .collect();
+            (&r.method, r.template.to_string(), variables, &r.rpc)
+        })
+    }
+
     /// (HTTP method, path template, gRPC path) of every route, for the log and for documentation.
     pub fn describe(&self) -> Vec<(String, String, String)> {
         self.routes
@@ -163,6 +181,7 @@ fn add_rule(routes: &mut Vec<Route>, method: &MethodDescriptor, rule: &DynamicMe
                     output: method.output(),
                     server_streaming: method.is_server_streaming(),
                     body,
+                    method: method.clone(),
                 });
                 routes.push(Route { method: http_method, template, rpc });
             }

@@ -299,11 +299,7 @@ impl Health for DrainingHealth {
 
 /// The REST edge for the services named `names`, from the rules in their descriptor sets.
 fn rest_layer(descriptor_sets: &[&[u8]], names: &[&str], max_body_bytes: usize) -> Result<RestLayer, ServeError> {
-    let mut pool = prost_reflect::DescriptorPool::new();
-    for set in descriptor_sets {
-        pool.decode_file_descriptor_set(*set).map_err(ServeError::Rest)?;
-    }
-    let rest = Rest::new(pool, names, max_body_bytes);
+    let rest = Rest::from_descriptor_sets(descriptor_sets, names, max_body_bytes).map_err(ServeError::Rest)?;
     for (method, path, grpc) in rest.routes() {
         tracing::debug!(%method, %path, %grpc, "REST route");
     }
