@@ -54,7 +54,7 @@ skip+=(--skip a_postgres_that_stops_answering_is_refused_before_the_callers_dead
 step "cargo test -- --ignored (PostgreSQL, RabbitMQ, NATS, Prometheus)"
 cargo test --workspace --locked -- --ignored "${skip[@]}"
 
-step "docs/openapi.json: current with proto/ and a valid OpenAPI 3.1 document (openapi-spec-validator)"
+step "docs/openapi.json: current with proto/, valid OpenAPI 3.1 (openapi-spec-validator), schemathesis against courier up"
 bash scripts/openapi-check.sh
 
 step "buf lint (STANDARD)"
