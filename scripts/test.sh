@@ -48,6 +48,9 @@ fi
 step "cargo test -- --ignored (PostgreSQL, RabbitMQ, NATS, Prometheus)"
 cargo test --workspace --locked -- --ignored "${skip[@]}"
 
+step "docs/openapi.json: current with proto/, valid OpenAPI 3.1 (openapi-spec-validator), schemathesis against courier up"
+bash scripts/openapi-check.sh
+
 step "buf lint (STANDARD)"
 bash scripts/buf.sh lint
 step "buf breaking against the release contract (proto/baseline.binpb; WIRE_JSON + services)"

@@ -12,6 +12,9 @@ const FILES: &[&str] = &[
     "courier/payments/v1/payments.proto",
     "courier/risk/v1/risk.proto",
     "google/rpc/error_details.proto",
+    // For the `google.api.http` extension: the REST/JSON routes (courier-kit's rest module) and docs/api.md read
+    // each method's rule from the descriptor set.
+    "google/api/annotations.proto",
 ];
 
 const TYK_ROOT: &str = "../../third_party/tyk/coprocess/proto";
@@ -19,11 +22,14 @@ const TYK_FILES: &[&str] = &["coprocess_object.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<PathBuf> = FILES.iter().map(|f| PathBuf::from(PROTO_ROOT).join(f)).collect();
-    let descriptors = protox::compile(&files, [PROTO_ROOT])?;
+    let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
+    compiler.include_source_info(true).include_imports(true).open_files(&files)?;
+    let descriptors = compiler.file_descriptor_set();
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    // The encoded set is embedded for server reflection (and later for JSON transcoding).
-    std::fs::write(out_dir.join("courier_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    // The encoded set is embedded for server reflection and for the REST routes. Encoded by protox itself: the
+    // prost-types set above has lost the extension options (`google.api.http`), which prost cannot keep.
+    std::fs::write(out_dir.join("courier_descriptor.bin"), compiler.encode_file_descriptor_set())?;
 
     tonic_prost_build::configure()
         .build_server(true)

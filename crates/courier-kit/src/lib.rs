@@ -33,6 +33,7 @@ pub mod deadline;
 pub mod layers;
 pub mod logging;
 pub mod metrics;
+pub mod rest;
 pub mod server;
 pub mod status;
 pub mod time;

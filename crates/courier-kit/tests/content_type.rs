@@ -33,9 +33,9 @@ async fn post(server: &TestServer, content_type: Option<&str>, body: &'static [u
 
 #[tokio::test]
 async fn a_non_grpc_content_type_is_415_and_never_reaches_the_service() {
-    // gRPC-Web off: `application/grpc-web` is one more content type that is not gRPC (with it on, the gRPC-Web
-    // layer in front translates it; courier-tests' grpc_web tests).
-    let server = TestServer::start(ServerOptions { grpc_web: false, ..ServerOptions::default() }).await;
+    // gRPC-Web and the REST edge off: `application/grpc-web` and JSON are content types that are not gRPC (with
+    // them on, the layers in front translate them; courier-tests' grpc_web tests, the next test here).
+    let server = TestServer::start(ServerOptions { grpc_web: false, rest: false, ..ServerOptions::default() }).await;
     for content_type in [Some("application/json"), Some("text/plain"), Some("application/grpc-web"), None] {
         let (status, grpc) = post(&server, content_type, br#"{"name":"x"}"#).await;
         assert_eq!(status, http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}");
@@ -51,4 +51,18 @@ async fn a_non_grpc_content_type_is_415_and_never_reaches_the_service() {
     }
     call(server.channel(), UNARY, None).await.ok();
     assert_eq!(server.script.calls(UNARY), 3);
+}
+
+#[tokio::test]
+async fn with_rest_on_a_json_request_off_every_route_is_a_json_404_and_grpc_web_still_415() {
+    let server = TestServer::start(ServerOptions::default()).await;
+    for content_type in [Some("application/json"), Some("text/plain"), None] {
+        let (status, grpc) = post(&server, content_type, br#"{"name":"x"}"#).await;
+        assert_eq!(status, http::StatusCode::NOT_FOUND, "{content_type:?}: the gRPC path is no REST route");
+        assert!(!grpc, "{content_type:?}");
+    }
+    // gRPC-Web is passed on to the stack as it is (not transcoded), where the gate refuses it.
+    let (status, _) = post(&server, Some("application/grpc-web"), b"").await;
+    assert_eq!(status, http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(server.script.calls(UNARY), 0, "a refused request reached the handler");
 }

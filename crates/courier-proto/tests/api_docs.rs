@@ -51,6 +51,27 @@ fn api_reference_matches_the_contracts() {
     }
 }
 
+/// A method's `google.api.http` rule as `VERB /path` and whether it takes a JSON body, read with
+/// prost-reflect: prost-types drops extension options.
+fn http_route(service: &str, method: &str) -> Option<(String, bool)> {
+    use prost_reflect::DescriptorPool;
+    let pool = DescriptorPool::decode(courier_proto::FILE_DESCRIPTOR_SET).expect("the descriptor set decodes");
+    let extension = pool.get_extension_by_name("google.api.http").expect("google/api/annotations.proto is in the set");
+    let method = pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    let options = method.options();
+    if !options.has_extension(&extension) {
+        return None;
+    }
+    let rule = options.get_extension(&extension);
+    let rule = rule.as_message()?;
+    let (verb, path) = ["get", "put", "post", "delete", "patch"]
+        .into_iter()
+        .filter(|verb| rule.has_field_by_name(verb))
+        .find_map(|verb| Some((verb, rule.get_field_by_name(verb)?.as_str()?.to_owned())))?;
+    let body = rule.get_field_by_name("body").and_then(|b| b.as_str().map(str::to_owned)).unwrap_or_default();
+    Some((format!("{} {path}", verb.to_uppercase()), !body.is_empty()))
+}
+
 /// The comments of one file, by SourceCodeInfo path.
 struct Comments(HashMap<Vec<i32>, String>);
 
@@ -124,8 +145,9 @@ fn render() -> String {
     );
     let _ = writeln!(out, "```sh\n{REGENERATE}\n```\n");
     out.push_str(
-        "`cargo test` fails while this file is stale. Every method is gRPC only: none has an HTTP route yet \
-         (no `google.api.http` annotations); routes will be listed per method once they exist.\n\n",
+        "`cargo test` fails while this file is stale. Each method's REST/JSON route (its `google.api.http` \
+         rule, served on the gRPC port: see [rest.md](rest.md)) is listed with it; client-streaming and \
+         bidirectional methods have none and are gRPC only.\n\n",
     );
     out.push_str(
         "Types outside a package (`google.protobuf.Timestamp`, `google.rpc.Status`, ...) are the well-known \
@@ -206,7 +228,7 @@ fn render_service(out: &mut String, ctx: &Ctx, service: &ServiceDescriptorProto,
     if let Some(text) = ctx.comments.block(path) {
         let _ = writeln!(out, "{text}\n");
     }
-    out.push_str("| Method | Request | Response | Kind |\n|---|---|---|---|\n");
+    out.push_str("| Method | Request | Response | Kind | HTTP |\n|---|---|---|---|---|\n");
     for method in &service.method {
         let kind = match (method.client_streaming(), method.server_streaming()) {
             (false, false) => "unary",
@@ -214,9 +236,10 @@ fn render_service(out: &mut String, ctx: &Ctx, service: &ServiceDescriptorProto,
             (true, false) => "client stream",
             (true, true) => "bidi stream",
         };
+        let route = http_route(&full, method.name()).map_or_else(|| "gRPC only".to_owned(), |(r, _)| format!("`{r}`"));
         let _ = writeln!(
             out,
-            "| [{name}](#{anchor}) | {req} | {resp} | {kind} |",
+            "| [{name}](#{anchor}) | {req} | {resp} | {kind} | {route} |",
             name = method.name(),
             anchor = anchor(&format!("{full}.{}", method.name())),
             req = type_link(ctx, method.input_type()),
@@ -237,6 +260,15 @@ fn render_service(out: &mut String, ctx: &Ctx, service: &ServiceDescriptorProto,
             ss = stream(method.server_streaming()),
             resp = short_name(ctx, method.output_type()),
         );
+        match http_route(&full, method.name()) {
+            Some((route, true)) => {
+                let _ = writeln!(out, "HTTP: `{route}`, the request as its JSON body (path fields from the path).\n");
+            }
+            Some((route, false)) => {
+                let _ = writeln!(out, "HTTP: `{route}`, the other request fields as query parameters.\n");
+            }
+            None => out.push_str("gRPC only: a client or bidirectional stream has no REST/JSON form.\n\n"),
+        }
         let mut method_path = path.to_vec();
         method_path.extend([SERVICE_METHOD, i as i32]);
         if let Some(text) = ctx.comments.block(&method_path) {

@@ -196,15 +196,19 @@ pub struct ServeFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_auth: bool,
-    /// gRPC-Web and CORS (`[server] grpc_web`, `cors_allowed_origins`).
+    /// REST, gRPC-Web and CORS (`[server] rest`, `grpc_web`, `cors_allowed_origins`).
     #[command(flatten)]
     #[serde(skip_serializing_if = "WebFlags::is_empty")]
     pub server: WebFlags,
 }
 
-/// The `[server]` keys with flags of their own: gRPC-Web for browsers (docs/grpc-web.md).
+/// The `[server]` keys with flags of their own: REST/JSON (docs/rest.md) and gRPC-Web for browsers
+/// (docs/grpc-web.md).
 #[derive(Args, Debug, Default)]
 pub struct WebFlags {
+    /// Do not serve REST/JSON on the gRPC port (docs/rest.md) [default: served].
+    #[arg(long)]
+    pub no_rest: bool,
     /// Do not serve gRPC-Web (browsers) on the gRPC listener, which then speaks HTTP/2 only [default: served].
     #[arg(long)]
     pub no_grpc_web: bool,
@@ -216,7 +220,7 @@ pub struct WebFlags {
 
 impl WebFlags {
     fn is_empty(&self) -> bool {
-        !self.no_grpc_web && self.cors_allowed_origins.is_empty()
+        !self.no_rest && !self.no_grpc_web && self.cors_allowed_origins.is_empty()
     }
 }
 
@@ -225,6 +229,9 @@ impl Serialize for WebFlags {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
+        if self.no_rest {
+            map.serialize_entry("rest", &false)?;
+        }
         if self.no_grpc_web {
             map.serialize_entry("grpc_web", &false)?;
         }

@@ -1,8 +1,10 @@
 //! The content-type gate: a request whose `content-type` is not gRPC's (`application/grpc`, optionally
 //! `+proto`/`+json`/`;params`) is answered HTTP 415, as the gRPC over HTTP/2 spec asks, before any service
 //! reads its body. Without it tonic serves `application/json` or `text/plain` as gRPC (HTTP 200) and reads the
-//! first bytes of a JSON body as a frame header. courier has no REST edge on its gRPC port, so nothing else
-//! may pass. (gRPC-Web is turned into gRPC before it gets here, by `server::grpc_web` outside every layer.)
+//! first bytes of a JSON body as a frame header. REST/JSON requests never get here when REST is on: the REST
+//! edge ([`crate::rest`], in front of every layer) transcodes them into gRPC first; with it off, they are refused
+//! here like anything else that is not gRPC. (gRPC-Web is turned into gRPC before it gets here, by
+//! `server::grpc_web` outside every layer.)
 
 use std::future::Future;
 use std::pin::Pin;

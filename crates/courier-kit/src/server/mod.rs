@@ -3,8 +3,9 @@
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server reflection (v1
 //! and v1alpha), applies the nine layers of [`crate::layers`] as [`ServerOptions`] configures them, outermost first:
 //! trace, access log, RPC metrics, content type, authentication, fault injection, deadline, concurrency limit with load
-//! shedding, receive-size limit, with gRPC-Web and CORS ([`grpc_web`]) outside them; and runs until the shutdown
-//! future resolves. The process's own calls to its services (`ServiceSet::in_process`) go straight into the same
+//! shedding, receive-size limit, with gRPC-Web and CORS ([`grpc_web`]) outside them and, with `rest` on (the default), [`crate::rest`] in front of
+//! all of it on the listener (a JSON request to a `google.api.http` route is transcoded into the gRPC call that then
+//! passes every layer); and runs until the shutdown future resolves. The process's own calls to its services (`ServiceSet::in_process`) go straight into the same
 //! layered stack. Shutdown is graceful: health turns NOT_SERVING and readiness fails first, for `drain_lead` (so
 //! balancers and health-checking clients stop sending); then health Watch streams end (an open watch would otherwise
 //! hold the drain for the whole grace period), the listener stops, calls in flight get up to `shutdown_grace` to
@@ -34,6 +35,7 @@ use crate::layers::{
     AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, FaultLayer, RecvLimitLayer,
     RpcMetricsLayer, TraceLayer,
 };
+use crate::rest::{Rest, RestLayer};
 pub use in_process::InProcess;
 pub use options::ServerOptions;
 pub use shutdown::shutdown_signal;
@@ -147,6 +149,9 @@ pub enum ServeError {
     /// `server.cors_allowed_origins` holds something that is not an origin.
     #[error("invalid configuration key `server.cors_allowed_origins`: {0}")]
     CorsOrigin(#[from] grpc_web::InvalidOrigin),
+    /// A descriptor set could not be decoded for the REST routes.
+    #[error("REST routes: {0}")]
+    Rest(#[source] prost_reflect::DescriptorError),
 }
 
 /// Serves `services` on `listener` until `shutdown` resolves, then drains gracefully (see the module docs).
@@ -209,6 +214,13 @@ pub async fn serve(
         own.install(tower::util::BoxCloneSyncService::new(stack));
     }
 
+    // REST/JSON in front of it all, for the listener only (the process's own calls are gRPC).
+    let rest = if options.rest {
+        rest_layer(&descriptor_sets, &names, options.max_recv_message_bytes)?
+    } else {
+        RestLayer::off()
+    };
+
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     // With TLS, every accepted connection is handshaken first; a failed handshake (no client certificate under
     // mTLS, a plaintext client) drops that connection only.
@@ -223,8 +235,9 @@ pub async fn serve(
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(CONNECTION_WINDOW))
-        // Browsers speak gRPC-Web over HTTP/1.1 as well; without gRPC-Web the listener stays HTTP/2 only.
-        .accept_http1(web.enabled())
+        // HTTP/1.1 for browsers (gRPC-Web) and REST clients; with neither, the listener stays HTTP/2 only.
+        .accept_http1(options.rest || web.enabled())
+        .layer(rest)
         .layer(tower::ServiceBuilder::new().layer(web).layer(layers))
         .add_routes(routes)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
@@ -288,6 +301,15 @@ impl Health for DrainingHealth {
         };
         Ok(tonic::Response::new(Box::pin(statuses.take_until(end))))
     }
+}
+
+/// The REST edge for the services named `names`, from the rules in their descriptor sets.
+fn rest_layer(descriptor_sets: &[&[u8]], names: &[&str], max_body_bytes: usize) -> Result<RestLayer, ServeError> {
+    let rest = Rest::from_descriptor_sets(descriptor_sets, names, max_body_bytes).map_err(ServeError::Rest)?;
+    for (method, path, grpc) in rest.routes() {
+        tracing::debug!(%method, %path, %grpc, "REST route");
+    }
+    Ok(RestLayer::new(rest))
 }
 
 /// The authentication layer for these tables; a pass-through without an authenticator.

@@ -41,6 +41,9 @@ pub struct ServerOptions {
     /// (`COURIER_SERVER__CORS_ALLOWED_ORIGINS=http://a:8080,https://b`). Default empty: no page may.
     #[serde(deserialize_with = "origins")]
     pub cors_allowed_origins: Vec<String>,
+    /// Serve REST/JSON on the same port (every method with a `google.api.http` rule, see [`crate::rest`] and
+    /// docs/rest.md): HTTP/1.1 is then accepted beside HTTP/2. Default on.
+    pub rest: bool,
     /// Deadlines of incoming calls: the default when the caller sent none, per-method defaults and minimums
     /// (`[server.deadlines]`, see [`DeadlineOptions`]).
     pub deadlines: DeadlineOptions,
@@ -67,6 +70,7 @@ impl Default for ServerOptions {
             reflection: true,
             grpc_web: true,
             cors_allowed_origins: Vec::new(),
+            rest: true,
             deadlines: DeadlineOptions::default(),
             overload: OverloadOptions::default(),
             faults: BTreeMap::new(),

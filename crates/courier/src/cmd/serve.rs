@@ -205,7 +205,12 @@ async fn run(
         lines.push(format!("courier: admin on {}", admin.local_addr()?));
     }
     lines.extend([
-        format!("courier: serving {} + grpc.health.v1.Health{}", set.names().join(", "), reflection_note(config)),
+        format!(
+            "courier: serving {} + grpc.health.v1.Health{}{}",
+            set.names().join(", "),
+            reflection_note(config),
+            rest_note(config)
+        ),
         grpc_web_note(config),
         format!("courier: store {}", redact_url(&database_url)),
         format!(
@@ -259,6 +264,14 @@ fn announce(lines: &[String]) {
         let _ = writeln!(stdout, "{line}");
     }
     let _ = stdout.flush();
+}
+
+fn rest_note(config: &ServeConfig) -> &'static str {
+    if config.server.rest {
+        "; REST/JSON on the same port (docs/rest.md)"
+    } else {
+        ""
+    }
 }
 
 fn reflection_note(config: &ServeConfig) -> &'static str {

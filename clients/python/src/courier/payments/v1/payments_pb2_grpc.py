@@ -203,6 +203,8 @@ class PaymentServiceServicer:
         authorization or that message's error; one bad message does not end
         the stream. In-flight work per stream is bounded: a sender that
         outruns the ledger is slowed down, not buffered without limit.
+        gRPC only: a client stream has no REST/JSON form (use POST
+        /v1/authorizations once per authorization).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +213,8 @@ class PaymentServiceServicer:
     def BatchCapture(self, request_iterator, context):
         """BatchCapture takes a stream of captures (end of day) and answers a
         summary. Each item is independent and idempotent.
+        gRPC only: a client stream has no REST/JSON form (use POST
+        /v1/authorizations/{authorization_id}:capture per capture).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,10 +80,14 @@ class PaymentServiceStub:
     authorization or that message's error; one bad message does not end
     the stream. In-flight work per stream is bounded: a sender that
     outruns the ledger is slowed down, not buffered without limit.
+    gRPC only: a client stream has no REST/JSON form (use POST
+    /v1/authorizations once per authorization).
     """
     BatchCapture: _grpc.StreamUnaryMultiCallable[_payments_pb2.BatchCaptureRequest, _payments_pb2.BatchCaptureResponse]
     """BatchCapture takes a stream of captures (end of day) and answers a
     summary. Each item is independent and idempotent.
+    gRPC only: a client stream has no REST/JSON form (use POST
+    /v1/authorizations/{authorization_id}:capture per capture).
     """
     WatchEvents: _grpc.UnaryStreamMultiCallable[_payments_pb2.WatchEventsRequest, _payments_pb2.WatchEventsResponse]
     """WatchEvents streams ledger events from a sequence number on: first the
@@ -144,10 +148,14 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     authorization or that message's error; one bad message does not end
     the stream. In-flight work per stream is bounded: a sender that
     outruns the ledger is slowed down, not buffered without limit.
+    gRPC only: a client stream has no REST/JSON form (use POST
+    /v1/authorizations once per authorization).
     """
     BatchCapture: _aio.StreamUnaryMultiCallable[_payments_pb2.BatchCaptureRequest, _payments_pb2.BatchCaptureResponse]  # type: ignore[assignment]
     """BatchCapture takes a stream of captures (end of day) and answers a
     summary. Each item is independent and idempotent.
+    gRPC only: a client stream has no REST/JSON form (use POST
+    /v1/authorizations/{authorization_id}:capture per capture).
     """
     WatchEvents: _aio.UnaryStreamMultiCallable[_payments_pb2.WatchEventsRequest, _payments_pb2.WatchEventsResponse]  # type: ignore[assignment]
     """WatchEvents streams ledger events from a sequence number on: first the
@@ -265,6 +273,8 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         authorization or that message's error; one bad message does not end
         the stream. In-flight work per stream is bounded: a sender that
         outruns the ledger is slowed down, not buffered without limit.
+        gRPC only: a client stream has no REST/JSON form (use POST
+        /v1/authorizations once per authorization).
         """
 
     @_abc_1.abstractmethod
@@ -275,6 +285,8 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payments_pb2.BatchCaptureResponse, _abc.Awaitable[_payments_pb2.BatchCaptureResponse]]:
         """BatchCapture takes a stream of captures (end of day) and answers a
         summary. Each item is independent and idempotent.
+        gRPC only: a client stream has no REST/JSON form (use POST
+        /v1/authorizations/{authorization_id}:capture per capture).
         """
 
     @_abc_1.abstractmethod

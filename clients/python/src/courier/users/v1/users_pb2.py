@@ -22,36 +22,45 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ourier/users/v1/users.proto\x12\x10\x63ourier.users.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.courier.users.v1.UserStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\":\n\x12\x43reateUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"7\n\x0fGetUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User\"g\n\x10ListUsersRequest\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.courier.users.v1.UserStatus\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListUsersResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"S\n\x17UpdateUserStatusRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.courier.users.v1.UserStatus\"@\n\x18UpdateUserStatusResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User*t\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x19\n\x15USER_STATUS_SUSPENDED\x10\x02\x12\x16\n\x12USER_STATUS_CLOSED\x10\x03\x32\xf9\x02\n\x0bUserService\x12W\n\nCreateUser\x12#.courier.users.v1.CreateUserRequest\x1a$.courier.users.v1.CreateUserResponse\x12N\n\x07GetUser\x12 .courier.users.v1.GetUserRequest\x1a!.courier.users.v1.GetUserResponse\x12V\n\tListUsers\x12\".courier.users.v1.ListUsersRequest\x1a#.courier.users.v1.ListUsersResponse0\x01\x12i\n\x10UpdateUserStatus\x12).courier.users.v1.UpdateUserStatusRequest\x1a*.courier.users.v1.UpdateUserStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ourier/users/v1/users.proto\x12\x10\x63ourier.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x1c.courier.users.v1.UserStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"0\n\x11\x43reateUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\":\n\x12\x43reateUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"7\n\x0fGetUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User\"g\n\x10ListUsersRequest\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.courier.users.v1.UserStatus\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListUsersResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User\x12\x14\n\x0cresume_token\x18\x02 \x01(\t\"S\n\x17UpdateUserStatusRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.courier.users.v1.UserStatus\"@\n\x18UpdateUserStatusResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.courier.users.v1.User*t\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x19\n\x15USER_STATUS_SUSPENDED\x10\x02\x12\x16\n\x12USER_STATUS_CLOSED\x10\x03\x32\xdd\x03\n\x0bUserService\x12m\n\nCreateUser\x12#.courier.users.v1.CreateUserRequest\x1a$.courier.users.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x66\n\x07GetUser\x12 .courier.users.v1.GetUserRequest\x1a!.courier.users.v1.GetUserResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/users/{id}\x12i\n\tListUsers\x12\".courier.users.v1.ListUsersRequest\x1a#.courier.users.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users0\x01\x12\x8b\x01\n\x10UpdateUserStatus\x12).courier.users.v1.UpdateUserStatusRequest\x1a*.courier.users.v1.UpdateUserStatusResponse\" \x82\xd3\xe4\x93\x02\x1a\x32\x15/v1/users/{id}/status:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'courier.users.v1.users_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USERSTATUS']._serialized_start=809
-  _globals['_USERSTATUS']._serialized_end=925
-  _globals['_USER']._serialized_start=84
-  _globals['_USER']._serialized_end=273
-  _globals['_CREATEUSERREQUEST']._serialized_start=275
-  _globals['_CREATEUSERREQUEST']._serialized_end=323
-  _globals['_CREATEUSERRESPONSE']._serialized_start=325
-  _globals['_CREATEUSERRESPONSE']._serialized_end=383
-  _globals['_GETUSERREQUEST']._serialized_start=385
-  _globals['_GETUSERREQUEST']._serialized_end=413
-  _globals['_GETUSERRESPONSE']._serialized_start=415
-  _globals['_GETUSERRESPONSE']._serialized_end=470
-  _globals['_LISTUSERSREQUEST']._serialized_start=472
-  _globals['_LISTUSERSREQUEST']._serialized_end=575
-  _globals['_LISTUSERSRESPONSE']._serialized_start=577
-  _globals['_LISTUSERSRESPONSE']._serialized_end=656
-  _globals['_UPDATEUSERSTATUSREQUEST']._serialized_start=658
-  _globals['_UPDATEUSERSTATUSREQUEST']._serialized_end=741
-  _globals['_UPDATEUSERSTATUSRESPONSE']._serialized_start=743
-  _globals['_UPDATEUSERSTATUSRESPONSE']._serialized_end=807
-  _globals['_USERSERVICE']._serialized_start=928
-  _globals['_USERSERVICE']._serialized_end=1305
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/users:\001*'
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/users/{id}'
+  _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/users'
+  _globals['_USERSERVICE'].methods_by_name['UpdateUserStatus']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['UpdateUserStatus']._serialized_options = b'\202\323\344\223\002\0322\025/v1/users/{id}/status:\001*'
+  _globals['_USERSTATUS']._serialized_start=839
+  _globals['_USERSTATUS']._serialized_end=955
+  _globals['_USER']._serialized_start=114
+  _globals['_USER']._serialized_end=303
+  _globals['_CREATEUSERREQUEST']._serialized_start=305
+  _globals['_CREATEUSERREQUEST']._serialized_end=353
+  _globals['_CREATEUSERRESPONSE']._serialized_start=355
+  _globals['_CREATEUSERRESPONSE']._serialized_end=413
+  _globals['_GETUSERREQUEST']._serialized_start=415
+  _globals['_GETUSERREQUEST']._serialized_end=443
+  _globals['_GETUSERRESPONSE']._serialized_start=445
+  _globals['_GETUSERRESPONSE']._serialized_end=500
+  _globals['_LISTUSERSREQUEST']._serialized_start=502
+  _globals['_LISTUSERSREQUEST']._serialized_end=605
+  _globals['_LISTUSERSRESPONSE']._serialized_start=607
+  _globals['_LISTUSERSRESPONSE']._serialized_end=686
+  _globals['_UPDATEUSERSTATUSREQUEST']._serialized_start=688
+  _globals['_UPDATEUSERSTATUSREQUEST']._serialized_end=771
+  _globals['_UPDATEUSERSTATUSRESPONSE']._serialized_start=773
+  _globals['_UPDATEUSERSTATUSRESPONSE']._serialized_end=837
+  _globals['_USERSERVICE']._serialized_start=958
+  _globals['_USERSERVICE']._serialized_end=1435
 # @@protoc_insertion_point(module_scope)
