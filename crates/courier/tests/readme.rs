@@ -24,6 +24,21 @@ fn readme_block(heading: &str, stop: &str) -> String {
 }
 
 #[tokio::test]
+async fn the_curl_example_creates_a_user_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let up =
+        CourierProcess::start(BIN, &["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data]);
+    let script = readme_block("### With curl (REST", "#")
+        .replace("127.0.0.1:50051", &up.addr)
+        .replace("courier-data/", &format!("{data}/"));
+    let output = Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output().expect("run bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the README's curl block failed:\n{script}\n{output:?}");
+    assert!(stdout.contains(r#""email":"ada@example.com""#), "no user in the answer:\n{stdout}");
+}
+
+#[tokio::test]
 async fn the_buf_curl_examples_work_as_printed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
