@@ -555,23 +555,34 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test]
-async fn serve_no_rest_leaves_the_port_grpc_only() {
+async fn serve_no_rest_refuses_json_and_without_grpc_web_speaks_http2_only() {
     if !curl_available() {
         return;
     }
+    let http1 = |addr: &str| {
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{addr}/v1/users/usr_x"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Without REST and gRPC-Web, HTTP/1.1 is not spoken at all: curl's request gets no HTTP answer.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("courier-data");
+    let args = ["serve", "users", "--no-rest", "--no-grpc-web", "--listen", "127.0.0.1:0", "--data-dir"];
+    let server = CourierProcess::start(BIN, &[&args[..], &[data.to_str().unwrap()]].concat());
+    assert_eq!(http1(&server.addr), "000");
+    drop(server);
+
+    // Without REST only, HTTP/1.1 stays for browsers' gRPC-Web, and JSON is refused as not gRPC, 415.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("courier-data");
     let server = CourierProcess::start(
         BIN,
         &["serve", "users", "--no-rest", "--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
     );
-    // HTTP/1.1 is not spoken at all without REST: curl's request gets no HTTP answer.
-    let output = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://{}/v1/users/usr_x", server.addr))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "000", "{output:?}");
+    assert_eq!(http1(&server.addr), "415");
     // Over HTTP/2 a JSON request is refused as before, 415.
     let output = Command::new("curl")
         .args(["-sS", "--http2-prior-knowledge", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
