@@ -88,3 +88,46 @@ fn lock_path(file: &str) -> PathBuf {
     lock.push(".writer-lock");
     lock.into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &Path) -> (AnyPool, String) {
+        let file = dir.join("courier.db").to_str().unwrap().to_owned();
+        let config = courier_kit::db::DbConfig::new(format!("sqlite://{file}"));
+        (crate::open_store(&config).await.expect("open the store"), file)
+    }
+
+    #[tokio::test]
+    async fn the_stored_keys_are_known_after_a_restart_and_new_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, file) = store(dir.path()).await;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (scope, idem_key, fingerprint, response, created_at_us) \
+             VALUES ('merchant:m', 'k1', 'f', x'', 0)",
+        )
+        .execute(&pool)
+        .await
+        .expect("store a key");
+        let known = KnownKeys::open(&pool, &file).await.expect("open");
+        assert!(known.may_hold("merchant:m", "k1"), "a stored key must never be called new");
+        // New keys are new, but for the odd false positive (one in a thousand).
+        let maybe = (0..1000).filter(|i| known.may_hold("merchant:m", &format!("new-{i}"))).count();
+        assert!(maybe < 10, "{maybe} of 1000 new keys were taken for stored ones");
+        known.insert("merchant:m", "k2");
+        assert!(known.may_hold("merchant:m", "k2"), "a key the writer commits is known at once");
+    }
+
+    #[tokio::test]
+    async fn one_writer_per_file_until_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, file) = store(dir.path()).await;
+        let first = KnownKeys::open(&pool, &file).await.expect("the first writer");
+        let second = KnownKeys::open(&pool, &file).await.err().expect("a second writer is refused");
+        assert!(matches!(second, OpenError::Locked { .. }), "{second}");
+        assert!(second.to_string().contains("--data-dir"), "the refusal says what to do: {second}");
+        drop(first);
+        KnownKeys::open(&pool, &file).await.expect("free again once the first one closed");
+    }
+}
