@@ -175,7 +175,8 @@ async fn no_origin_is_allowed_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_grpc_web_off_it_is_not_served_and_grpc_still_is() {
     let _counting = METRICS.lock().await;
-    let options = ServerOptions { grpc_web: false, ..options(&[ALLOWED]) };
+    // REST off too: with it on, HTTP/1.1 stays accepted for REST clients.
+    let options = ServerOptions { grpc_web: false, rest: false, ..options(&[ALLOWED]) };
     let server = TestServer::start_with(Backend::Sqlite, options).await;
     let addr = server.addr.to_string();
 
