@@ -5,30 +5,36 @@
 #      Python risk service called over gRPC per Authorize),
 #   3. courier itself, full stack: `courier up` (release) on SQLite in a temp dir, risk on, without velocity rules,
 #      development auth on (every call carries a bearer JWT that courier verifies).
-# Then, for courier alone: p99 at half its maximum throughput (open loop), AuthorizeStream on one stream, and
-# resident memory with many idle client connections held open. Prints one markdown table plus machine facts.
+# Authorize on all three, GetUser on the ceiling and courier; for courier also the same calls as REST/JSON on the
+# same port, p99 at half its maximum throughput (open loop), AuthorizeStream on one stream, resident memory with
+# many idle client connections held open, and Authorize on PostgreSQL when one answers. Every run reads its
+# server's CPU time over the measured window from /proc (`courier bench --server-pid`). bench/report.py prints
+# the figures, their ratios to the ceiling and to Python, and each target of docs/benchmarks.md, met or not.
 #
 # Needs cargo, Python 3.11 and pip (no system protoc: grpcio-tools brings its own).
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: bash bench/run.sh [--duration 10s] [--warmup 2s] [--concurrency 64] [--connections 4] [--accounts 200]
-                         [--idle 1000] [--workers 10] [--out DIR] [--quick]
+usage: bash bench/run.sh [--duration 10s] [--warmup 2s] [--concurrency 64] [--connections 4] [--accounts 1000]
+                         [--idle 1000] [--workers 10] [--out DIR] [--postgres URL] [--quick]
 
   --duration      measured time per run (default 10s)
   --warmup        unmeasured time before each run (default 2s)
   --concurrency   concurrent callers, and messages in flight on the AuthorizeStream run (default 64)
   --connections   HTTP/2 connections per run (default 4)
-  --accounts      accounts the authorize scenario spreads over (default 200)
+  --accounts      accounts the authorize scenario spreads over (default 1000)
   --idle          idle connections held open for the memory figure (default 1000)
   --workers       ThreadPoolExecutor max_workers of the Python servers (default 10, as in the grpcio examples)
   --out DIR       where JSON reports, the SVG plot and logs go (default target/bench-results)
+  --postgres URL  PostgreSQL server (no database name) for the PostgreSQL row; a database is created and dropped
+                  (default postgres://postgres@127.0.0.1:5432; "" leaves the row out)
   --quick         smoke run: 2s runs, 1s warm-up, 100 idle connections
 USAGE
 }
 
-duration=10s warmup=2s concurrency=64 connections=4 accounts=200 idle=1000 workers=10 out=""
+duration=10s warmup=2s concurrency=64 connections=4 accounts=1000 idle=1000 workers=10 out=""
+postgres="postgres://postgres@127.0.0.1:5432"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -39,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     --idle) idle="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --postgres) postgres="$2"; shift 2 ;;
     --quick) duration=2s warmup=1s idle=100; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -48,6 +55,9 @@ done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="${out:-$root/target/bench-results}"
+postgres_hostport="${postgres#*://}"; postgres_hostport="${postgres_hostport#*@}"; postgres_hostport="${postgres_hostport%%/*}"
+postgres_host="${postgres_hostport%%:*}" postgres_port="${postgres_hostport##*:}"
+[[ "$postgres_port" == "$postgres_host" ]] && postgres_port=5432
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 work="$(mktemp -d)"
@@ -138,13 +148,16 @@ bench() { # bench NAME URL ARGS...: one `courier bench` run, JSON report to $out
   COURIER_DATA_DIR="$work/no-token" "$courier" bench --server "$url" --duration "$duration" --warmup "$warmup" --connections "$connections" \
     --json "$@" >"$out/$name.json"
 }
-load=(--scenario authorize --accounts "$accounts" --concurrency "$concurrency")
+authorize=(--scenario authorize --accounts "$accounts" --concurrency "$concurrency")
+get_user=(--scenario get-user --concurrency "$concurrency")
 
 # -- 1. Transport ceiling -------------------------------------------------------------------------------------
 start ceiling "$ceiling"
-addr="$(wait_for_line "$work/ceiling.log" "ceiling: listening on " "$started_pid")"
-bench ceiling "http://$addr" "${load[@]}"
-stop "$started_pid"
+ceiling_pid="$started_pid"
+addr="$(wait_for_line "$work/ceiling.log" "ceiling: listening on " "$ceiling_pid")"
+bench ceiling-authorize "http://$addr" "${authorize[@]}" --server-pid "$ceiling_pid"
+bench ceiling-get-user "http://$addr" "${get_user[@]}" --server-pid "$ceiling_pid"
+stop "$ceiling_pid"
 
 # -- 2. Python grpcio baseline --------------------------------------------------------------------------------
 export PYTHONPATH="$gen"
@@ -154,7 +167,8 @@ risk_addr="$(wait_for_line "$work/py-risk.log" "risk: listening on " "$risk_pid"
 start py-server "$py" "$here/python/server.py" --db "$work/python.db" --risk "$risk_addr" --workers "$workers"
 py_pid="$started_pid"
 addr="$(wait_for_line "$work/py-server.log" "server: listening on " "$py_pid")"
-bench python "http://$addr" "${load[@]}"
+# Its server CPU is both processes': courier's figure includes its risk service too.
+bench python-authorize "http://$addr" "${authorize[@]}" --server-pid "$py_pid" --server-pid "$risk_pid"
 stop "$py_pid"
 stop "$risk_pid"
 unset PYTHONPATH
@@ -164,63 +178,58 @@ unset PYTHONPATH
 # that, so this rule set has no rules; risk is still called on every Authorize.
 rules="$work/rules.toml"
 printf '[rollout]\nactive = "bench"\n\n[[rule_set]]\nversion = "bench"\n' >"$rules"
-mkdir -p "$work/courier-data"
-start courier env COURIER_RISK__RULES_FILE="$rules" "$courier" up --listen 127.0.0.1:0 --admin-listen off \
-  --data-dir "$work/courier-data" --log warn
-courier_pid="$started_pid"
-addr="$(wait_for_line "$work/courier.log" "courier: listening on " "$courier_pid")"
-url="http://$addr"
+# start_courier NAME ARGS...: `courier up` with a data dir $work/NAME; sets $courier_pid and $url.
+start_courier() {
+  local name="$1"
+  shift
+  mkdir -p "$work/$name"
+  start "$name" env COURIER_RISK__RULES_FILE="$rules" "$courier" up --listen 127.0.0.1:0 --admin-listen off \
+    --data-dir "$work/$name" --log warn "$@"
+  courier_pid="$started_pid"
+  url="http://$(wait_for_line "$work/$name.log" "courier: listening on " "$courier_pid")"
+}
+start_courier courier-data
 # `courier up` checks tokens (development auth): bench sends the one it wrote to its data dir, so every call of
 # the full stack includes token verification and the per-method scope check.
-auth=(--data-dir "$work/courier-data")
-bench courier "$url" "${load[@]}" "${auth[@]}" --plot "$out/courier-authorize.svg"
-half="$("$py" -c 'import json,sys; print(max(1, round(json.load(open(sys.argv[1]))["throughput"] / 2)))' "$out/courier.json")"
-bench courier-half "$url" "${load[@]}" "${auth[@]}" --rate "$half"
+auth=(--data-dir "$work/courier-data" --server-pid "$courier_pid")
+bench courier-authorize "$url" "${authorize[@]}" "${auth[@]}" --plot "$out/courier-authorize.svg"
+bench courier-get-user "$url" "${get_user[@]}" "${auth[@]}"
+# The same calls as REST/JSON on the same port (HTTP/1.1 keep-alive, one connection per caller).
+bench courier-authorize-rest "$url" "${authorize[@]}" "${auth[@]}" --transport rest
+bench courier-get-user-rest "$url" "${get_user[@]}" "${auth[@]}" --transport rest
+half="$("$py" -c 'import json,sys; print(max(1, round(json.load(open(sys.argv[1]))["throughput"] / 2)))' "$out/courier-authorize.json")"
+bench courier-half "$url" "${authorize[@]}" "${auth[@]}" --rate "$half"
 bench courier-stream "$url" --scenario authorize-stream --streams 1 --accounts "$accounts" --concurrency "$concurrency" \
   "${auth[@]}"
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 rss_before="$(rss "$courier_pid")"
 "$courier" bench --server "$url" --scenario idle-connections --connections "$idle" --duration 3s --json \
-  "${auth[@]}" >"$out/courier-idle.json" 2>"$work/idle.log" &
+  --data-dir "$work/courier-data" >"$out/courier-idle.json" 2>"$work/idle.log" &
 idle_pid=$!
 pids+=("$idle_pid")
 wait_for_line "$work/idle.log" "courier bench: holding " "$idle_pid" >/dev/null
 rss_idle="$(rss "$courier_pid")"
 wait "$idle_pid"
 stop "$courier_pid"
+echo "$rss_before $rss_idle $idle" >"$out/courier-rss.txt"
+
+# -- 4. courier on PostgreSQL (when one answers) --------------------------------------------------------------
+rm -f "$out/courier-postgres.json"
+if [[ -n "$postgres" ]] && command -v psql >/dev/null && timeout 2 bash -c ">/dev/tcp/${postgres_host}/${postgres_port}" 2>/dev/null; then
+  database="courier_bench_$$"
+  psql "$postgres/postgres" -qc "CREATE DATABASE $database" >/dev/null
+  start_courier courier-pg --database-url "$postgres/$database"
+  bench courier-postgres "$url" "${authorize[@]}" --data-dir "$work/courier-pg" --server-pid "$courier_pid"
+  stop "$courier_pid"
+  psql "$postgres/postgres" -qc "DROP DATABASE $database" >/dev/null
+else
+  log "PostgreSQL at ${postgres:-(none)} does not answer: its row is left out"
+fi
 
 # -- Report ---------------------------------------------------------------------------------------------------
+"$py" "$here/report.py" "$out"
 cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-"$py" - "$out" "$rss_before" "$rss_idle" "$idle" <<'PY'
-import json, sys
-
-out, rss_before, rss_idle, idle = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-load = lambda name: json.load(open(f"{out}/{name}.json"))
-runs = [("transport ceiling (bare tonic, from memory)", load("ceiling")),
-        ("Python grpcio + sqlite3 + Python risk", load("python")),
-        ("courier up (SQLite, risk on)", load("courier"))]
-courier = runs[-1][1]
-ms = lambda us: f"{us / 1000:.2f}"
-ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
-errors = lambda r: sum(n for _, n in r["errors"])
-print("| target | calls/s (closed loop) | p50 ms | p99 ms | calls/s vs courier | p50 vs courier | p99 vs courier | errors |")
-print("|---|---|---|---|---|---|---|---|")
-for name, r in runs:
-    print(f"| {name} | {r['throughput']:.0f} | {ms(r['p50_us'])} | {ms(r['p99_us'])} | "
-          f"{ratio(r['throughput'], courier['throughput'])} | {ratio(r['p50_us'], courier['p50_us'])} | "
-          f"{ratio(r['p99_us'], courier['p99_us'])} | {errors(r)} |")
-half, stream, held = load("courier-half"), load("courier-stream"), load("courier-idle")
-print()
-print("| courier | figure |")
-print("|---|---|")
-print(f"| p99 at half its maximum throughput ({half['mode']}, open loop) | {ms(half['p99_us'])} ms "
-      f"(p50 {ms(half['p50_us'])} ms, {half['throughput']:.0f} calls/s answered, {errors(half)} errors) |")
-print(f"| AuthorizeStream, one stream ({stream['scenario']}) | {stream['throughput']:.0f} authorizations/s "
-      f"(p50 {ms(stream['p50_us'])} ms, p99 {ms(stream['p99_us'])} ms per message, {errors(stream)} errors) |")
-print(f"| resident memory (VmRSS) with {idle} idle client connections | {rss_idle / 1024:.1f} MiB "
-      f"(before: {rss_before / 1024:.1f} MiB; {held['ok']} connections answered) |")
-PY
 echo
 echo "Machine: $(nproc) CPUs ($cpu), $(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM;" \
   "load generator and servers share it. Runs: $duration measured after $warmup warm-up, $concurrency callers" \

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use courier_bench::{run, Auth, LoadConfig, Mode, Report, Scenario};
+use courier_bench::{run, Auth, LoadConfig, Mode, Report, Scenario, Transport};
 
 #[tokio::main]
 async fn main() {
@@ -23,6 +23,8 @@ async fn main() {
         mode,
         auth: Auth::none(),
         live: None,
+        transport: Transport::Grpc,
+        server_pids: Vec::new(),
     };
     println!("{}", Report::markdown_header());
     for scenario in [Scenario::GetUser, Scenario::Authorize { accounts: 1_000 }] {

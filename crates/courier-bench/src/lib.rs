@@ -7,6 +7,8 @@
 //! - [`idle`]: many connections opened, used once and held, to measure what idle clients cost a server.
 //! - [`report`]: HDR histograms merged across callers into p50, p90, p99, p99.9, max, and a JSON report;
 //!   [`plot`] draws the percentile curve as SVG; [`live`] feeds a progress display while a run goes.
+//! - REST/JSON as the other transport (HTTP/1.1 keep-alive, one connection per caller), and the server's CPU
+//!   time over the measured window read from /proc (`LoadConfig::server_pids`).
 //! - [`scenario`]: what one call is (Authorize spread over accounts or on one hot account, GetUser, a fixed mix),
 //!   and the set-up each needs (users, funded accounts) done through the public API like any client.
 
@@ -17,10 +19,13 @@ pub mod live;
 pub mod load;
 pub mod plot;
 pub mod report;
+mod rest;
 pub mod scenario;
+mod server_cpu;
 pub mod stream;
 
 pub use live::Live;
-pub use load::{run, LoadConfig, Mode};
+pub use load::{run, LoadConfig, Mode, Transport};
 pub use report::Report;
 pub use scenario::{Auth, Scenario};
+pub use server_cpu::cpu_time;

@@ -25,6 +25,37 @@ pub enum Mode {
     },
 }
 
+/// How calls reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// gRPC over `connections` HTTP/2 connections shared by the callers.
+    #[default]
+    Grpc,
+    /// REST/JSON over HTTP/1.1, one keep-alive connection per caller ([`crate::rest`]); the authorize scenarios
+    /// and get-user only.
+    Rest,
+}
+
+impl Transport {
+    /// Whether `scenario` can run over this transport.
+    pub fn serves(self, scenario: &Scenario) -> bool {
+        match self {
+            Transport::Grpc => true,
+            Transport::Rest => {
+                matches!(scenario, Scenario::Authorize { .. } | Scenario::AuthorizeHot | Scenario::GetUser)
+            }
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Rest => "rest",
+        }
+    }
+}
+
 /// The shape of a run.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -42,6 +73,10 @@ pub struct LoadConfig {
     pub auth: Auth,
     /// Updated as calls answer, for a progress display.
     pub live: Option<Arc<Live>>,
+    /// How the measured calls travel (set-up always uses gRPC).
+    pub transport: Transport,
+    /// Server processes whose CPU time over the measured window goes into the report (none: not measured).
+    pub server_pids: Vec<u32>,
 }
 
 /// Why a run could not start.
@@ -61,6 +96,17 @@ pub enum BenchError {
         /// The transport's error.
         source: tonic::transport::Error,
     },
+    /// The scenario cannot run over the transport asked for.
+    #[error("{scenario} cannot run over {transport}: REST serves the authorize scenarios and get-user")]
+    Unsupported {
+        /// The scenario's name.
+        scenario: String,
+        /// The transport's name.
+        transport: &'static str,
+    },
+    /// The server's CPU time cannot be read.
+    #[error("server CPU: {0}")]
+    ServerCpu(String),
     /// Set-up calls failed.
     #[error("set-up failed: {0}")]
     Setup(#[from] tonic::Status),
@@ -120,31 +166,48 @@ pub async fn run(target: &str, scenario: &Scenario, config: &LoadConfig) -> Resu
     if *scenario == Scenario::IdleConnections {
         return crate::idle::hold(target, config, |_| {}).await;
     }
+    if !config.transport.serves(scenario) {
+        return Err(BenchError::Unsupported { scenario: scenario.name(), transport: config.transport.name() });
+    }
     let channels = connect(target, config.connections).await?;
     let prepared = Arc::new(scenario.prepare(channels[0].clone(), config.auth.clone()).await?);
 
     let start = Instant::now();
     let measure_from = start + config.warmup;
     let end = measure_from + config.duration;
+    let server_cpu = crate::server_cpu::Window::spawn(&config.server_pids, measure_from, end);
     let results = if let Scenario::AuthorizeStream { streams, .. } = *scenario {
         crate::stream::drive(prepared, &channels, config, streams, (start, measure_from, end)).await
     } else {
         let next = Arc::new(AtomicU64::new(0));
         let callers: Vec<_> = (0..config.concurrency.max(1))
             .map(|i| {
-                let channel = channels[i % channels.len()].clone();
+                let connection = match config.transport {
+                    Transport::Grpc => Connection::Grpc(channels[i % channels.len()].clone()),
+                    Transport::Rest => Connection::Rest(crate::rest::Connection::new(target)?),
+                };
                 let (prepared, next, mode) = (prepared.clone(), next.clone(), config.mode);
                 let result = CallerResult::new(config.live.clone());
-                tokio::spawn(caller(prepared, channel, next, mode, result, (start, measure_from, end)))
+                Ok(tokio::spawn(caller(prepared, connection, next, mode, result, (start, measure_from, end))))
             })
-            .collect();
+            .collect::<Result<_, BenchError>>()?;
         let mut results = Vec::with_capacity(callers.len());
         for caller in callers {
             results.push(caller.await.expect("caller task"));
         }
         results
     };
-    Ok(merge(scenario, config, results))
+    let mut report = merge(scenario, config, results);
+    if let Some(window) = server_cpu {
+        report = report.with_server_cpu(window.finish().await?);
+    }
+    Ok(report)
+}
+
+/// Where a caller sends its calls.
+enum Connection {
+    Grpc(Channel),
+    Rest(crate::rest::Connection),
 }
 
 /// One report from what every caller measured.
@@ -161,12 +224,14 @@ pub(crate) fn merge(scenario: &Scenario, config: &LoadConfig, results: Vec<Calle
         Mode::Closed => "closed".to_owned(),
         Mode::Open { rate } => format!("open@{rate:.0}/s"),
     };
-    Report::new(&scenario.name(), mode, &histogram, errors.into_iter().collect(), config.duration)
+    let mut report = Report::new(&scenario.name(), mode, &histogram, errors.into_iter().collect(), config.duration);
+    report.transport = config.transport.name().to_owned();
+    report
 }
 
 async fn caller(
     prepared: Arc<Prepared>,
-    channel: Channel,
+    mut connection: Connection,
     next: Arc<AtomicU64>,
     mode: Mode,
     mut result: CallerResult,
@@ -187,7 +252,11 @@ async fn caller(
         if due > Instant::now() {
             tokio::time::sleep_until(due).await;
         }
-        match prepared.call(&channel, n).await {
+        let answer = match &mut connection {
+            Connection::Grpc(channel) => prepared.call(channel, n).await,
+            Connection::Rest(connection) => prepared.call_rest(connection, n).await,
+        };
+        match answer {
             Ok(()) => result.answered(due, measure_from),
             Err(status) => result.failed(status.code(), due, measure_from),
         }

@@ -17,6 +17,8 @@ pub struct Report {
     pub scenario: String,
     /// `closed` or `open@RATE`.
     pub mode: String,
+    /// `grpc` or `rest` (REST/JSON over HTTP/1.1).
+    pub transport: String,
     /// Calls that answered OK (declines included: they are answers).
     pub ok: u64,
     /// Calls that failed, by gRPC code name.
@@ -35,6 +37,12 @@ pub struct Report {
     pub p999_us: u64,
     /// Slowest call.
     pub max_us: u64,
+    /// CPU time (user + system, µs) the server processes given by `--server-pid` spent in the measured window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us: Option<f64>,
+    /// `server_cpu_us` divided by the calls answered OK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_per_call_us: Option<f64>,
     /// The percentile curve, (percentile 0 to 100, microseconds), from the histogram's quantile iteration (five
     /// steps per halving of the distance to 100 %): what [`crate::plot`] draws.
     #[serde(skip)]
@@ -58,6 +66,7 @@ impl Report {
         Self {
             scenario: scenario.to_owned(),
             mode,
+            transport: "grpc".to_owned(),
             ok,
             errors,
             seconds,
@@ -67,6 +76,8 @@ impl Report {
             p99_us: histogram.value_at_quantile(0.99),
             p999_us: histogram.value_at_quantile(0.999),
             max_us: histogram.max(),
+            server_cpu_us: None,
+            server_cpu_per_call_us: None,
             distribution: histogram
                 .iter_quantiles(5)
                 .map(|step| (step.quantile_iterated_to() * 100.0, step.value_iterated_to()))
@@ -75,18 +86,29 @@ impl Report {
         }
     }
 
+    /// Adds the server's CPU time over the measured window.
+    pub fn with_server_cpu(mut self, cpu: Duration) -> Self {
+        let micros = cpu.as_secs_f64() * 1e6;
+        self.server_cpu_us = Some(micros);
+        self.server_cpu_per_call_us = Some(micros / self.ok.max(1) as f64);
+        self
+    }
+
     /// How many answered calls took at most `limit`: the latency SLI, exact to the histogram's 3 digits.
     pub fn within(&self, limit: Duration) -> u64 {
         self.latency.count_between(0, limit.as_micros().try_into().unwrap_or(u64::MAX))
     }
 
-    /// One markdown table row: scenario, mode, throughput, p50, p90, p99, p99.9, max (ms), errors.
+    /// One markdown table row: scenario, transport, mode, throughput, p50, p90, p99, p99.9, max (ms), errors,
+    /// server CPU per call (µs; `-` when not measured).
     pub fn markdown_row(&self) -> String {
         let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
         let errors: u64 = self.errors.iter().map(|(_, n)| n).sum();
+        let cpu = self.server_cpu_per_call_us.map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"));
         format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {cpu} |",
             self.scenario,
+            self.transport,
             self.mode,
             self.throughput,
             ms(self.p50_us),
@@ -100,6 +122,7 @@ impl Report {
 
     /// The header matching [`Report::markdown_row`].
     pub fn markdown_header() -> &'static str {
-        "| scenario | mode | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|"
+        "| scenario | transport | mode | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs/call |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use courier_proto::payments::v1 as payments;
 use courier_proto::users::v1 as users;
+use http::Method;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
@@ -149,6 +150,11 @@ impl Auth {
         format!("Bearer {token}").parse().map(|value| Self(Some(value))).map_err(|_| crate::load::BenchError::Token)
     }
 
+    /// The `authorization` header's value, when credentials are sent.
+    pub fn header_value(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|value| value.to_str().ok())
+    }
+
     /// Wraps `message` in a request carrying the credentials.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -204,6 +210,34 @@ impl Prepared {
             }
             Scenario::GetUser | Scenario::IdleConnections => self.get_user(channel).await,
             Scenario::Mixed { .. } => self.mixed(channel, n).await,
+        }
+    }
+
+    /// Makes call number `n` over REST/JSON: the authorize scenarios as `POST /v1/authorizations`, get-user as
+    /// `GET /v1/users/{id}` (the scenarios [`crate::Transport::Rest`] serves).
+    pub(crate) async fn call_rest(
+        &self,
+        connection: &mut crate::rest::Connection,
+        n: u64,
+    ) -> Result<(), tonic::Status> {
+        match self.scenario {
+            Scenario::Authorize { .. } | Scenario::AuthorizeHot => {
+                let request = self.authorize_request(n);
+                // Proto3 JSON: lowerCamelCase names, int64 as a string.
+                let body = serde_json::json!({
+                    "idempotencyKey": request.idempotency_key,
+                    "accountId": request.account_id,
+                    "merchantId": request.merchant_id,
+                    "amount": request.amount.to_string(),
+                    "currency": request.currency,
+                });
+                connection.call(Method::POST, "/v1/authorizations", Some(body), &self.auth).await.map(drop)
+            }
+            Scenario::GetUser => {
+                let path = format!("/v1/users/{}", self.user_id);
+                connection.call(Method::GET, &path, None, &self.auth).await.map(drop)
+            }
+            _ => Err(tonic::Status::invalid_argument(format!("{} has no REST form here", self.scenario.name()))),
         }
     }
 

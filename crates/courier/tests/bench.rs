@@ -92,6 +92,33 @@ async fn bench_reports_answered_calls_for_each_scenario_and_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rest_transport_sends_the_same_calls_as_json_over_http1_and_server_cpu_is_read_from_proc() {
+    let (_dir, server) = start();
+    let pid = server.pid().to_string();
+    for (scenario, name) in [("get-user", "get-user"), ("authorize", "authorize(20 accounts)")] {
+        let args = ["--scenario", scenario, "--accounts", "20", "--transport", "rest", "--server-pid", &pid];
+        let report = bench(&server, &args);
+        assert_answered(&report, name, "closed");
+        assert_eq!(report["transport"], "rest", "{report}");
+        // The server did the work of the measured calls: some CPU time, and a per-call figure that is that time
+        // divided by the calls answered.
+        let (cpu, per_call) = (report["server_cpu_us"].as_f64().unwrap(), report["server_cpu_per_call_us"].as_f64());
+        assert!(cpu > 0.0, "{report}");
+        assert_eq!(per_call, Some(cpu / report["ok"].as_f64().unwrap()), "{report}");
+    }
+    let grpc = bench(&server, &["--scenario", "get-user"]);
+    assert_eq!(grpc["transport"], "grpc", "{grpc}");
+    assert!(grpc.get("server_cpu_us").is_none(), "no --server-pid, no CPU figure: {grpc}");
+    // A scenario without a REST form, and a process that is not there, are refused with the reason.
+    let refused = run_bench(&server, &["--scenario", "mixed", "--transport", "rest"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("REST serves the authorize scenarios"), "{stderr}");
+    let gone = run_bench(&server, &["--scenario", "get-user", "--server-pid", "4294967295"]);
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(!gone.status.success() && stderr.contains("/proc/4294967295/stat"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_stream_scenario_sends_many_messages_on_one_stream_in_flight() {
     let (_dir, server) = start();
     // 1 s of a closed loop with 32 in flight on one stream answers far more than 32 messages: they overlap.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use courier_bench::{Auth, Live, LoadConfig, Mode, Report, Scenario};
+use courier_bench::{Auth, Live, LoadConfig, Mode, Report, Scenario, Transport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// `courier bench`.
@@ -47,6 +47,14 @@ pub struct BenchArgs {
     /// The data dir of the `courier up` being loaded, where its development token is (used without --token).
     #[arg(long, env = "COURIER_DATA_DIR", value_name = "DIR", default_value = "courier-data")]
     data_dir: std::path::PathBuf,
+    /// How the measured calls travel: gRPC, or REST/JSON over HTTP/1.1 (one keep-alive connection per caller; the
+    /// authorize scenarios and get-user). Set-up calls use gRPC either way.
+    #[arg(long, value_enum, default_value_t = TransportArg::Grpc)]
+    transport: TransportArg,
+    /// A server process (repeat for several) whose CPU time over the measured window is reported, in total and
+    /// per call answered (read from /proc/PID/stat: user + system, every thread).
+    #[arg(long = "server-pid", value_name = "PID")]
+    server_pids: Vec<u32>,
     /// Print the report as JSON instead of a markdown table.
     #[arg(long)]
     json: bool,
@@ -74,6 +82,15 @@ enum ScenarioArg {
     Mixed,
     /// Open --connections connections, call GetUser once on each, hold them for --duration.
     IdleConnections,
+}
+
+/// The transports as typed on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TransportArg {
+    /// gRPC over --connections HTTP/2 connections.
+    Grpc,
+    /// REST/JSON (docs/rest.md) over HTTP/1.1, one connection per caller.
+    Rest,
 }
 
 /// Runs the benchmark and prints its report.
@@ -113,6 +130,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         mode,
         auth,
         live: live.clone(),
+        transport: match args.transport {
+            TransportArg::Grpc => Transport::Grpc,
+            TransportArg::Rest => Transport::Rest,
+        },
+        server_pids: args.server_pids.clone(),
     };
     let progress = live.map(|live| spawn_progress(live, args.warmup + args.duration));
     let report = if let Scenario::IdleConnections = scenario {
