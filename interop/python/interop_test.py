@@ -1,27 +1,42 @@
 #!/usr/bin/env python3
 """Interop test: the official Python gRPC stack against courier's Rust server.
 
-Run it through run.sh, which prepares the venv and the generated stubs.
+Run it through run.sh, which prepares the venv and the generated stubs, and
+runs this file twice: with stubs of proto/ and with stubs of the release
+contract (proto/baseline.binpb, in COURIER_STUBS).
 
-Starts `$COURIER_BIN up` (UserService and PaymentService in one process;
-PaymentService asks UserService about account holders on the process's own
-address) on a free port with a throwaway data directory, then checks from
-plain grpcio clients (generated stubs, unary calls without metadata,
-generators and iterators for streams):
+Starts `$COURIER_BIN up` (UserService, PaymentService and RiskService in one
+process; PaymentService asks UserService about account holders and
+RiskService about every authorization on the process's own address) on a
+free port with a throwaway data directory and a rules file of two rule sets,
+then checks from plain grpcio clients (generated stubs, unary calls without
+metadata, generators and iterators for streams):
   * the UserService contract (courier/users/v1/users.proto), including the
     error codes and the google.rpc.BadRequest details a client relies on;
   * the PaymentService contract (courier/payments/v1/payments.proto):
-    accounts and balances; Authorize approving, declining with a response
-    code (a normal answer, not an RPC error), replaying by idempotency key and
-    refusing a reused key (ALREADY_EXISTS + google.rpc.ErrorInfo) or a
-    malformed request (INVALID_ARGUMENT + google.rpc.BadRequest); Capture,
-    and Void refused after it (FAILED_PRECONDITION + ErrorInfo);
-    ListAuthorizations; AuthorizeStream (bidirectional: one answer per
-    correlation id, a bad message answered with its own google.rpc.Status
-    while the stream goes on); BatchCapture (client streaming: a summary that
-    lists failed items by index); WatchEvents (server streaming: the whole
-    event log from sequence 1, gap-free and matching what this run did, then
-    a live event);
+    accounts and balances; UpdateAccountStatus (FROZEN declines with 57, a
+    same-status update changes nothing, CLOSED is final: FAILED_PRECONDITION
+    ACCOUNT_CLOSED; INVALID_ARGUMENT + BadRequest, NOT_FOUND); Authorize
+    approving, declining with a response code (a normal answer, not an RPC
+    error), replaying by idempotency key and refusing a reused key
+    (ALREADY_EXISTS + google.rpc.ErrorInfo) or a malformed request
+    (INVALID_ARGUMENT + google.rpc.BadRequest); Capture, and Void refused
+    after it (FAILED_PRECONDITION + ErrorInfo); ListAuthorizations;
+    AuthorizeStream (bidirectional: one answer per correlation id, a bad
+    message answered with its own google.rpc.Status while the stream goes
+    on); BatchCapture (client streaming: a summary that lists failed items by
+    index); WatchEvents (server streaming: the whole event log from sequence
+    1, gap-free and matching what this run did, then a live event);
+  * the RiskService contract (courier/risk/v1/risk.proto): Score (ALLOW, a
+    deny rule's DENY with its reason, INVALID_ARGUMENT + BadRequest on every
+    bad field); GetRuleSet (the active set, a named one, the rollout and the
+    rules file; NOT_FOUND, INVALID_ARGUMENT); SetRollout (SHADOW, then
+    PERCENTAGE 100, each seen in Score's answer; CANDIDATE_IS_ACTIVE,
+    NOT_FOUND, INVALID_ARGUMENT); GetRolloutStats (exact counters of a fresh
+    rollout, both disagreement directions; PERMISSION_DENIED for a token with
+    risk:score only); ReloadRules (back to the file's rollout; a broken file
+    is FAILED_PRECONDITION RULES_INVALID and leaves the rules in force);
+  * that every RPC of the three services in the stubs in use was called;
   * grpc.health.v1.Health, via grpcio-health-checking;
   * server reflection v1alpha (via grpcio-reflection) and v1 (raw call);
   * that SIGTERM shuts the server down gracefully with exit status 0.
@@ -31,8 +46,13 @@ grpc_status.rpc_status.from_call(error), then Any.Unpack into the
 google.rpc.error_details_pb2 types. google.rpc.* comes from
 googleapis-common-protos, never from generated stubs.
 
-Prints one line per check and closes with `N passed, M failed`; exits 1 when
-any check failed.
+A check that needs an RPC or field the stubs in use do not have is skipped
+only in the baseline pass (COURIER_STUBS set: the release contract may
+predate it), with a `skip` line naming what is missing; with the current
+stubs the same gap is a failure.
+
+Prints one line per check and closes with `N passed, M failed, K skipped`;
+exits 1 when any check failed.
 """
 
 from __future__ import annotations
@@ -54,14 +74,18 @@ from typing import Callable, Iterable, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-# run.sh generates the stubs here, as the packages courier.users.v1 and
-# courier.payments.v1 (google.rpc.status_pb2 comes from googleapis-common-protos).
+# run.sh generates the stubs here, as the packages courier.users.v1,
+# courier.payments.v1 and courier.risk.v1 (google.rpc.status_pb2 comes from
+# googleapis-common-protos).
 # run.sh points COURIER_STUBS at the stubs of the release contract (proto/baseline.binpb) for its second pass:
 # clients generated from the last release keep working against this server.
-sys.path.insert(0, os.environ.get("COURIER_STUBS", str(HERE / "generated")))
+STUBS = os.environ.get("COURIER_STUBS", str(HERE / "generated"))
+# Only the release contract's stubs may lack an RPC or a field this test knows (it may predate them).
+BASELINE_PASS = "COURIER_STUBS" in os.environ
+sys.path.insert(0, STUBS)
 
 import grpc  # noqa: E402
-from google.protobuf import descriptor_pb2  # noqa: E402
+from google.protobuf import descriptor_pb2, descriptor_pool  # noqa: E402
 from google.protobuf.descriptor_pool import DescriptorPool  # noqa: E402
 from google.rpc import error_details_pb2  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
@@ -72,6 +96,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (  # no
 from grpc_status import rpc_status  # noqa: E402
 
 from courier.payments.v1 import payments_pb2, payments_pb2_grpc  # noqa: E402
+from courier.risk.v1 import risk_pb2, risk_pb2_grpc  # noqa: E402
 from courier.users.v1 import users_pb2, users_pb2_grpc  # noqa: E402
 
 SERVICE = "courier.users.v1.UserService"
@@ -85,6 +110,9 @@ PAYMENT_METHODS = {
     "Authorize", "Capture", "Void", "GetAuthorization", "ListAuthorizations",
     "AuthorizeStream", "BatchCapture", "WatchEvents",
 }
+RISK_SERVICE = "courier.risk.v1.RiskService"
+# Every RPC of these must be called by some check (the last check before SIGTERM).
+CONTRACT_SERVICES = (SERVICE, PAYMENTS_SERVICE, RISK_SERVICE)
 
 # The one stdout line the server prints once it accepts connections.
 READY_LINE = re.compile(r"^courier: listening on (\S+:\d+)$")
@@ -101,6 +129,7 @@ AUTHORIZATION_ID = uuid7_id("auth_")
 # Well-formed, but never handed out by a fresh server.
 UNKNOWN_ID = "usr_0190f5a0c2b87cc3a1b2c3d4e5f60718"
 UNKNOWN_AUTHORIZATION_ID = "auth_0190f5a0c2b87cc3a1b2c3d4e5f60718"
+UNKNOWN_ACCOUNT_ID = "acct_0190f5a0c2b87cc3a1b2c3d4e5f60718"
 
 RPC_TIMEOUT = 5.0  # seconds, for every unary call and every stream
 START_TIMEOUT = 60.0  # a debug build migrating a new database can be slow
@@ -110,8 +139,9 @@ BULK_USERS = 25
 ACTIVE = users_pb2.USER_STATUS_ACTIVE
 SUSPENDED = users_pb2.USER_STATUS_SUSPENDED
 
-# The ErrorInfo domain of every PaymentService error reason.
+# The ErrorInfo domain of every PaymentService (RiskService) error reason.
 PAYMENTS_DOMAIN = "payments.courier.dev"
+RISK_DOMAIN = "risk.courier.dev"
 MERCHANT = "m_interop-python"
 CURRENCY = "USD"
 STREAM_REQUESTS = 50  # AuthorizeStream: this many messages in one stream...
@@ -120,6 +150,8 @@ STREAM_DECLINED = 40  # ...and the one at this index above any balance.
 BATCH_GOOD = 5  # BatchCapture: this many held authorizations, plus two bad items
 
 ACCOUNT_ACTIVE = payments_pb2.ACCOUNT_STATUS_ACTIVE
+ACCOUNT_FROZEN = payments_pb2.ACCOUNT_STATUS_FROZEN
+ACCOUNT_CLOSED = payments_pb2.ACCOUNT_STATUS_CLOSED
 CAPTURED = payments_pb2.AUTHORIZATION_STATUS_CAPTURED
 
 # A loopback test must never be routed through an http_proxy from the
@@ -136,7 +168,8 @@ def open_channel(target: str, token: str | None = None) -> grpc.Channel:
     """A TLS channel that sends `token` (default: the dev token) on every call.
 
     token="" sends none. The token goes as `authorization: Bearer ...`, the way
-    any gRPC client attaches one (grpc.access_token_call_credentials).
+    any gRPC client attaches one (grpc.access_token_call_credentials). Every
+    call on it is noted in CALLS, for the check that every RPC was called.
     """
     credentials = grpc.ssl_channel_credentials(root_certificates=TLS["ca"])
     token = TLS["token"] if token is None else token
@@ -144,7 +177,8 @@ def open_channel(target: str, token: str | None = None) -> grpc.Channel:
         credentials = grpc.composite_channel_credentials(
             credentials, grpc.access_token_call_credentials(token)
         )
-    return grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    return grpc.intercept_channel(channel, CALLS)
 
 
 # --------------------------------------------------------------------------
@@ -223,6 +257,10 @@ class PaymentClient:
     def get_account(self, account_id: str) -> payments_pb2.Account:
         request = payments_pb2.GetAccountRequest(account_id=account_id)
         return self._stub.GetAccount(request, timeout=self._timeout).account
+
+    def update_account_status(self, account_id: str, status: int) -> payments_pb2.Account:
+        request = payments_pb2.UpdateAccountStatusRequest(account_id=account_id, status=status)
+        return self._stub.UpdateAccountStatus(request, timeout=self._timeout).account
 
     def credit_account(
         self, account_id: str, amount: int, currency: str, idempotency_key: str | None = None
@@ -311,23 +349,95 @@ class PaymentClient:
         return self._stub.WatchEvents(request, timeout=timeout or self._timeout)
 
 
+class RiskClient:
+    """A small wrapper over the generated RiskServiceStub.
+
+    token: the bearer token to send instead of the dev token (a narrower one).
+    """
+
+    def __init__(self, target: str, token: str | None = None, timeout: float = RPC_TIMEOUT):
+        self._channel = open_channel(target, token=token)
+        self._stub = risk_pb2_grpc.RiskServiceStub(self._channel)
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def score(
+        self,
+        account_id: str,
+        merchant_id: str,
+        amount: int,
+        currency: str,
+        available_amount: int | None = None,
+    ) -> risk_pb2.ScoreResponse:
+        request = risk_pb2.ScoreRequest(
+            account_id=account_id, merchant_id=merchant_id, amount=amount, currency=currency
+        )
+        if available_amount is not None:  # an optional field: unset is not 0
+            request.available_amount = available_amount
+        return self._stub.Score(request, timeout=self._timeout)
+
+    def get_rule_set(self, version: str = "") -> risk_pb2.GetRuleSetResponse:
+        """The rule set `version` (default: the active one), with the rollout."""
+        request = risk_pb2.GetRuleSetRequest(version=version)
+        return self._stub.GetRuleSet(request, timeout=self._timeout)
+
+    def set_rollout(self, version: str, mode: int, percent: int = 0) -> risk_pb2.SetRolloutResponse:
+        request = risk_pb2.SetRolloutRequest(version=version, mode=mode, percent=percent)
+        return self._stub.SetRollout(request, timeout=self._timeout)
+
+    def reload_rules(self) -> risk_pb2.ReloadRulesResponse:
+        return self._stub.ReloadRules(risk_pb2.ReloadRulesRequest(), timeout=self._timeout)
+
+    def get_rollout_stats(self) -> risk_pb2.GetRolloutStatsResponse:
+        return self._stub.GetRolloutStats(risk_pb2.GetRolloutStatsRequest(), timeout=self._timeout)
+
+
 # --------------------------------------------------------------------------
 # The server under test.
 
 
 DENIED_MERCHANT = "mch_known_fraud"
-RISK_RULES = f"""
-[rollout]
-active = "interop-1"
+RULES_ACTIVE = "interop-1"  # the file's active rule set
+RULES_CANDIDATE = "interop-2"  # the RiskService checks roll it out
+REVIEW_ABOVE = 50_000  # the candidate's REVIEW rule fires above this amount
+REVIEW_SCORE = 600  # at or above review_at (500), below deny_at (800): REVIEW
 
-[[rule_set]]
-version = "interop-1"
 
+def risk_rules(active: str = RULES_ACTIVE) -> str:
+    """The rules file: the active set denies one merchant; the candidate does
+    too, and reviews large amounts. `active` other than a loaded version
+    makes a file that does not validate (the ReloadRules error check)."""
+    deny_list = f"""
 [[rule_set.merchant_deny_list]]
 id = "merchant.denied"
 merchants = ["{DENIED_MERCHANT}"]
 deny = true
 """
+    return f"""
+[rollout]
+active = "{active}"
+
+[[rule_set]]
+version = "{RULES_ACTIVE}"
+{deny_list}
+[[rule_set]]
+version = "{RULES_CANDIDATE}"
+{deny_list}
+[[rule_set.amount_above]]
+id = "amount.review"
+amount = {REVIEW_ABOVE}
+score = {REVIEW_SCORE}
+"""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replaces path's contents in one step: the server polls the rules file,
+    and must never read half of one."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    os.replace(part, path)
 
 
 class Server:
@@ -338,9 +448,12 @@ class Server:
         self._stderr = open(self._stderr_path, "wb")
         # Every service in one process, its SQLite store under data_dir. Risk
         # runs this file's rules: a merchant deny list (so a risk decline can
-        # be checked) and no velocity rule (the stream checks send 50 at once).
-        rules = data_dir / "risk-rules.toml"
-        rules.write_text(RISK_RULES)
+        # be checked), a candidate rule set for the rollout checks, and no
+        # velocity rule (the stream checks send 50 at once).
+        self.binary = binary
+        self.rules_file = data_dir / "risk-rules.toml"
+        self.rules_file.write_text(risk_rules())
+        rules = self.rules_file
         # TLS from `courier dev certs`; `up` writes its development token to data_dir.
         certs = data_dir / "certs"
         subprocess.run(
@@ -356,6 +469,7 @@ class Server:
         )
         TLS["ca"] = (certs / "ca.pem").read_bytes()
         self.token_path = data_dir / "token"
+        self.secret_path = data_dir / "dev-secret"  # `up` creates it; tokens are signed with it
         self.argv = [
             binary, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
             "--data-dir", str(data_dir), "--config", str(config),
@@ -402,6 +516,17 @@ class Server:
                 "'courier: listening on ADDR'"
             )
         return self.address
+
+    def token_with(self, *scopes: str) -> str:
+        """A token with only these scopes, signed by `courier dev token` with the server's secret."""
+        out = subprocess.run(
+            [
+                self.binary, "dev", "token", "--secret-file", str(self.secret_path),
+                "--subject", "interop-narrow", "--scopes", ",".join(scopes), "--ttl", "10m",
+            ],
+            check=True, capture_output=True, text=True,
+        )
+        return out.stdout.strip()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -502,6 +627,58 @@ class DefaultTimeout(
         return continuation(self._details(details), request_iterator)
 
 
+class CallRecorder(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Notes the full name (package.Service.Method) of every method called."""
+
+    def __init__(self):
+        self.methods: set[str] = set()
+
+    def _note(self, details: grpc.ClientCallDetails) -> None:
+        self.methods.add(details.method.lstrip("/").replace("/", "."))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        self._note(details)
+        return continuation(details, request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        self._note(details)
+        return continuation(details, request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        self._note(details)
+        return continuation(details, request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        self._note(details)
+        return continuation(details, request_iterator)
+
+
+# Every channel of the test notes its calls here (see open_channel).
+CALLS = CallRecorder()
+
+
+def absent_from_stubs(names: Iterable[str]) -> list[str]:
+    """Of these full names of methods (package.Service.Method) and fields
+    (package.Message.field), the ones the generated stubs in use lack."""
+    pool = descriptor_pool.Default()
+    absent = []
+    for name in names:
+        for find in (pool.FindMethodByName, pool.FindFieldByName):
+            try:
+                find(name)
+                break
+            except KeyError:
+                continue
+        else:
+            absent.append(name)
+    return absent
+
+
 def expect_rpc_error(code: grpc.StatusCode, fn: Callable, *args) -> grpc.RpcError:
     """Calls fn(*args), which must fail with `code`; returns the error."""
     try:
@@ -552,15 +729,42 @@ def field_violations(status) -> list:
     return violations
 
 
-def error_reason(status) -> str:
-    """The reason of the one google.rpc.ErrorInfo of a PaymentService error."""
+def error_info(status, domain: str) -> error_details_pb2.ErrorInfo:
+    """The one google.rpc.ErrorInfo of an error, which must be of `domain`."""
     infos = unpack_details(status, error_details_pb2.ErrorInfo)
     assert len(infos) == 1, (
         f"want one google.rpc.ErrorInfo among the details, found {len(infos)}: "
         f"{[d.type_url for d in status.details]}"
     )
-    assert infos[0].domain == PAYMENTS_DOMAIN, f"ErrorInfo domain {infos[0].domain!r}"
-    return infos[0].reason
+    assert infos[0].domain == domain, f"ErrorInfo domain {infos[0].domain!r}, want {domain!r}"
+    return infos[0]
+
+
+def error_reason(status, domain: str = PAYMENTS_DOMAIN) -> str:
+    """The reason of the one google.rpc.ErrorInfo of a PaymentService (or `domain`) error."""
+    return error_info(status, domain).reason
+
+
+def rollout_key(rollout: risk_pb2.Rollout) -> tuple:
+    """A rollout without its start time, for comparisons."""
+    return (
+        rollout.active_version, rollout.candidate_version,
+        risk_pb2.RolloutMode.Name(rollout.candidate_mode), rollout.percent,
+    )
+
+
+def score_key(answer: risk_pb2.ScoreResponse) -> tuple:
+    """What a Score answer decided, and by which set; the shadow's verdict or None."""
+    shadow = None
+    if answer.HasField("shadow"):
+        shadow = (
+            answer.shadow.rule_set_version, answer.shadow.score,
+            risk_pb2.RiskDecision.Name(answer.shadow.decision),
+        )
+    return (
+        answer.rule_set_version, answer.score, risk_pb2.RiskDecision.Name(answer.decision),
+        answer.decided_by_candidate, shadow,
+    )
 
 
 def assert_balances(account: payments_pb2.Account, *, posted: int, held: int, what: str) -> None:
@@ -658,9 +862,21 @@ class Checks:
     def __init__(self):
         self.passed = 0
         self.failed: list[str] = []
+        self.skipped: list[str] = []
 
-    def run(self, name: str, fn: Callable[[], None]) -> bool:
+    def run(self, name: str, fn: Callable[[], None], requires: Iterable[str] = ()) -> bool:
+        """Runs fn. `requires`: the methods and fields (full names) it calls
+        and sets; absent from the baseline stubs, the check is skipped and
+        counted; absent from the current stubs, it fails."""
+        absent = absent_from_stubs(requires)
+        if absent and BASELINE_PASS:
+            self.skipped.append(name)
+            print(f"skip {name}", flush=True)
+            print(f"     not in the stubs in use ({STUBS}): {', '.join(absent)}")
+            return False
         try:
+            if absent:
+                raise AssertionError(f"not in the current stubs ({STUBS}): {', '.join(absent)}")
             fn()
         except Exception as exc:  # any failure of a check is reported, not raised
             self.failed.append(name)
@@ -677,7 +893,7 @@ class Checks:
         return True
 
     def summary(self) -> str:
-        return f"{self.passed} passed, {len(self.failed)} failed"
+        return f"{self.passed} passed, {len(self.failed)} failed, {len(self.skipped)} skipped"
 
 
 # --------------------------------------------------------------------------
@@ -687,10 +903,12 @@ class Checks:
 class InteropChecks:
     """The checks against one running server, sharing what they create."""
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, server: Server):
         self.target = target
+        self.server = server
         self.client = UserClient(target)
         self.payments = PaymentClient(target)
+        self.risk = RiskClient(target)
         self.channel = open_channel(target)
         self.ada: users_pb2.User | None = None
         # Every user this run created, in creation order; the database is new,
@@ -719,10 +937,15 @@ class InteropChecks:
         # concurrent items of one stream, which commit in any order. The store
         # is new, so these are all its events, from sequence 1.
         self.event_groups: list[tuple[bool, list[tuple]]] = []
+        # The account the UpdateAccountStatus checks closed.
+        self.closed_account: payments_pb2.Account | None = None
+        # RiskService: what GetRuleSet said of the rules loaded at start.
+        self.rules_at_start: risk_pb2.GetRuleSetResponse | None = None
 
     def close(self) -> None:
         self.client.close()
         self.payments.close()
+        self.risk.close()
         self.channel.close()
 
     def expect_events(self, *events: tuple, ordered: bool = True) -> None:
@@ -1056,6 +1279,69 @@ class InteropChecks:
             what="GetAccount after the refused Void",
         )
 
+    def update_account_status(self) -> None:
+        holder = need(self.holder, "the account holder from the OpenAccount check")
+        account = self.payments.open_account(holder.id, CURRENCY)
+        self.expect_events(expected_event(payments_pb2.EVENT_TYPE_ACCOUNT_OPENED, account.id))
+
+        frozen = self.payments.update_account_status(account.id, ACCOUNT_FROZEN)
+        self.expect_events(expected_event(payments_pb2.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account.id))
+        assert (frozen.id, frozen.status) == (account.id, ACCOUNT_FROZEN), (
+            f"answered {frozen.id} {payments_pb2.AccountStatus.Name(frozen.status)}, want {account.id} FROZEN"
+        )
+        assert frozen.updated_at.ToNanoseconds() >= account.created_at.ToNanoseconds(), (
+            f"updated_at {frozen.updated_at.ToJsonString()} is before created_at"
+        )
+        assert_balances(frozen, posted=0, held=0, what="the frozen account")
+        # The same status again changes nothing: no event, the same account.
+        again = self.payments.update_account_status(account.id, ACCOUNT_FROZEN)
+        assert again == frozen, f"FROZEN twice answered\n{again}\nthe first time\n{frozen}"
+        got = self.payments.get_account(account.id)
+        assert got == frozen, f"GetAccount returned\n{got}\nUpdateAccountStatus answered\n{frozen}"
+
+        # A frozen account declines with 57: an answer, not an error.
+        declined = self.payments.authorize(account.id, 100, CURRENCY)
+        assert_declined(declined, account.id, 100, "57")
+        assert declined.decline_reason == payments_pb2.DECLINE_REASON_ACCOUNT_NOT_ACTIVE, (
+            f"decline_reason {payments_pb2.DeclineReason.Name(declined.decline_reason)}"
+        )
+        self.expect_events(
+            expected_event(payments_pb2.EVENT_TYPE_DECLINED, account.id, declined.id, 100, "57")
+        )
+
+        for status in (ACCOUNT_ACTIVE, ACCOUNT_CLOSED):
+            changed = self.payments.update_account_status(account.id, status)
+            self.expect_events(expected_event(payments_pb2.EVENT_TYPE_ACCOUNT_STATUS_CHANGED, account.id))
+            assert changed.status == status, (
+                f"answered {payments_pb2.AccountStatus.Name(changed.status)}, "
+                f"want {payments_pb2.AccountStatus.Name(status)}"
+            )
+        self.closed_account = changed
+
+    def update_account_status_refused(self) -> None:
+        closed = need(self.closed_account, "the account closed by the UpdateAccountStatus check")
+        e = expect_rpc_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            self.payments.update_account_status, closed.id, ACCOUNT_ACTIVE,
+        )
+        reason = error_reason(rich_status(e))
+        assert reason == "ACCOUNT_CLOSED", f"ErrorInfo reason {reason!r}"
+        got = self.payments.get_account(closed.id)
+        assert got == closed, f"after the refused reopening:\n{got}\nwant it unchanged:\n{closed}"
+
+        e = expect_rpc_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            self.payments.update_account_status, "acct_123", payments_pb2.ACCOUNT_STATUS_UNSPECIFIED,
+        )
+        fields = sorted(v.field for v in field_violations(rich_status(e)))
+        assert fields == ["account_id", "status"], (
+            f"BadRequest names fields {fields}, want ['account_id', 'status']"
+        )
+        expect_rpc_error(
+            grpc.StatusCode.NOT_FOUND,
+            self.payments.update_account_status, UNKNOWN_ACCOUNT_ID, ACCOUNT_FROZEN,
+        )
+
     # -- PaymentService: streams --------------------------------------------
 
     def authorize_stream(self) -> None:
@@ -1290,6 +1576,219 @@ class InteropChecks:
         got, want = event_key(event), self.event_groups[-1][1][0]
         assert got == want, f"the watcher got {got}, want {want}"
 
+    # -- RiskService --------------------------------------------------------
+    # Score is asked directly here, with account ids of its own (risk only
+    # remembers them). The rollout checks switch the rollout; ReloadRules
+    # puts the file's back. PaymentService's Authorize checks ran before.
+
+    def risk_score(self) -> None:
+        allowed = self.risk.score("acct_interop-risk", MERCHANT, 2_500, CURRENCY, available_amount=10_000)
+        got = score_key(allowed)
+        want = (RULES_ACTIVE, 0, "RISK_DECISION_ALLOW", False, None)
+        assert got == want, f"(set, score, decision, by candidate, shadow) = {got}, want {want}"
+        assert not allowed.reasons, f"no rule should fire: {list(allowed.reasons)}"
+
+        denied = self.risk.score("acct_interop-risk", DENIED_MERCHANT, 100, CURRENCY)
+        got = score_key(denied)
+        want = (RULES_ACTIVE, 1000, "RISK_DECISION_DENY", False, None)
+        assert got == want, f"(set, score, decision, by candidate, shadow) = {got}, want {want}"
+        reasons = [(r.rule_id, r.score, r.deny) for r in denied.reasons]
+        assert reasons == [("merchant.denied", 0, True)], f"reasons (rule, score, deny) {reasons}"
+        assert denied.reasons[0].description, "the deny reason has no description"
+
+    def risk_score_malformed(self) -> None:
+        e = expect_rpc_error(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            self.risk.score, "", MERCHANT, 0, "usd", -1,
+        )
+        fields = sorted(v.field for v in field_violations(rich_status(e)))
+        want = ["account_id", "amount", "available_amount", "currency"]
+        assert fields == want, f"BadRequest names fields {fields}, want {want}"
+
+    def risk_get_rule_set(self) -> None:
+        got = self.risk.get_rule_set()
+        active = got.rule_set
+        summary = (active.version, active.review_at, active.deny_at)
+        assert summary == (RULES_ACTIVE, 500, 800), f"(version, review_at, deny_at) = {summary}"
+        rules = [
+            (r.id, r.deny, r.WhichOneof("condition"), list(r.merchant_deny_list.merchant_ids))
+            for r in active.rules
+        ]
+        want = [("merchant.denied", True, "merchant_deny_list", [DENIED_MERCHANT])]
+        assert rules == want, f"rules (id, deny, condition, merchants) {rules}, want {want}"
+        rollout = rollout_key(got.rollout)
+        assert rollout == (RULES_ACTIVE, "", "ROLLOUT_MODE_UNSPECIFIED", 0), f"rollout {rollout}"
+        assert got.rollout.HasField("since"), "the rollout has no since"
+        assert list(got.versions) == [RULES_ACTIVE, RULES_CANDIDATE], f"versions {list(got.versions)}"
+        assert got.rules_file == str(self.server.rules_file), f"rules_file {got.rules_file!r}"
+        assert got.HasField("loaded_at"), "no loaded_at"
+        assert got.last_reload_error == "", f"last_reload_error {got.last_reload_error!r}"
+
+        candidate = self.risk.get_rule_set(RULES_CANDIDATE).rule_set
+        rules = sorted((r.id, r.score, r.WhichOneof("condition")) for r in candidate.rules)
+        want = sorted([
+            ("merchant.denied", 0, "merchant_deny_list"), ("amount.review", REVIEW_SCORE, "amount_above"),
+        ])
+        assert (candidate.version, rules) == (RULES_CANDIDATE, want), (
+            f"GetRuleSet({RULES_CANDIDATE!r}): version {candidate.version!r}, rules {rules}, want {want}"
+        )
+        review = next(r for r in candidate.rules if r.id == "amount.review")
+        assert review.amount_above.amount == REVIEW_ABOVE, f"amount_above {review.amount_above}"
+        self.rules_at_start = got
+
+    def risk_get_rule_set_refused(self) -> None:
+        expect_rpc_error(grpc.StatusCode.NOT_FOUND, self.risk.get_rule_set, "interop-9")
+        e = expect_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, self.risk.get_rule_set, "no spaces")
+        fields = [v.field for v in field_violations(rich_status(e))]
+        assert fields == ["version"], f"BadRequest names fields {fields}, want ['version']"
+
+    def risk_set_rollout(self) -> None:
+        need(self.rules_at_start, "the rules seen by the GetRuleSet check")
+        account = "acct_interop-rollout"
+        shadow = self.risk.set_rollout(RULES_CANDIDATE, risk_pb2.ROLLOUT_MODE_SHADOW)
+        got = (rollout_key(shadow.rollout), rollout_key(shadow.previous))
+        want = (
+            (RULES_ACTIVE, RULES_CANDIDATE, "ROLLOUT_MODE_SHADOW", 0),
+            (RULES_ACTIVE, "", "ROLLOUT_MODE_UNSPECIFIED", 0),
+        )
+        assert got == want, f"SHADOW: (rollout, previous) = {got}, want {want}"
+        in_force = rollout_key(self.risk.get_rule_set().rollout)
+        assert in_force == want[0], f"GetRuleSet's rollout {in_force}, want {want[0]}"
+        # In shadow the candidate is scored, never enforced.
+        scored = score_key(self.risk.score(account, MERCHANT, 2 * REVIEW_ABOVE, CURRENCY))
+        want_score = (RULES_ACTIVE, 0, "RISK_DECISION_ALLOW", False,
+                      (RULES_CANDIDATE, REVIEW_SCORE, "RISK_DECISION_REVIEW"))
+        assert scored == want_score, f"Score in SHADOW: {scored}, want {want_score}"
+
+        # PERCENTAGE 100: every account's share, so the candidate decides.
+        everyone = self.risk.set_rollout(RULES_CANDIDATE, risk_pb2.ROLLOUT_MODE_PERCENTAGE, 100)
+        got = (rollout_key(everyone.rollout), rollout_key(everyone.previous))
+        want = ((RULES_ACTIVE, RULES_CANDIDATE, "ROLLOUT_MODE_PERCENTAGE", 100), want[0])
+        assert got == want, f"PERCENTAGE 100: (rollout, previous) = {got}, want {want}"
+        answer = self.risk.score(account, MERCHANT, 2 * REVIEW_ABOVE, CURRENCY)
+        want_score = (RULES_CANDIDATE, REVIEW_SCORE, "RISK_DECISION_REVIEW", True,
+                      (RULES_ACTIVE, 0, "RISK_DECISION_ALLOW"))
+        assert score_key(answer) == want_score, f"Score in PERCENTAGE 100: {score_key(answer)}, want {want_score}"
+        reasons = [r.rule_id for r in answer.reasons]
+        assert reasons == ["amount.review"], f"reasons {reasons}"
+
+    def risk_set_rollout_refused(self) -> None:
+        before = rollout_key(self.risk.get_rule_set().rollout)
+        e = expect_rpc_error(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            self.risk.set_rollout, RULES_ACTIVE, risk_pb2.ROLLOUT_MODE_SHADOW,
+        )
+        reason = error_reason(rich_status(e), RISK_DOMAIN)
+        assert reason == "CANDIDATE_IS_ACTIVE", f"ErrorInfo reason {reason!r}"
+        expect_rpc_error(
+            grpc.StatusCode.NOT_FOUND, self.risk.set_rollout, "interop-9", risk_pb2.ROLLOUT_MODE_ENFORCE
+        )
+        e = expect_rpc_error(
+            grpc.StatusCode.INVALID_ARGUMENT, self.risk.set_rollout, "", risk_pb2.ROLLOUT_MODE_SHADOW, 5
+        )
+        fields = sorted(v.field for v in field_violations(rich_status(e)))
+        assert fields == ["percent", "version"], f"BadRequest names fields {fields}, want ['percent', 'version']"
+        after = rollout_key(self.risk.get_rule_set().rollout)
+        assert after == before, f"the refused switches changed the rollout: {before} -> {after}"
+
+    def risk_get_rollout_stats(self) -> None:
+        need(self.rules_at_start, "the rules seen by the GetRuleSet check")
+        account = "acct_interop-stats"
+        # A switch starts a rollout with fresh counters; nothing else scores meanwhile.
+        shadow = self.risk.set_rollout(RULES_CANDIDATE, risk_pb2.ROLLOUT_MODE_SHADOW)
+        self.risk.score(account, MERCHANT, 100, CURRENCY)  # both ALLOW
+        self.risk.score(account, MERCHANT, 2 * REVIEW_ABOVE, CURRENCY)  # shadow REVIEW: stricter
+        self.risk.score(account, DENIED_MERCHANT, 100, CURRENCY)  # both DENY
+        stats = self.risk.get_rollout_stats()
+        assert rollout_key(stats.rollout) == rollout_key(shadow.rollout), (
+            f"stats of rollout {rollout_key(stats.rollout)}, want {rollout_key(shadow.rollout)}"
+        )
+        assert stats.rollout.since == shadow.rollout.since, "stats count from another start"
+        counts = lambda s: (  # noqa: E731
+            s.evaluations, s.decided_by_candidate, s.shadow_evaluations,
+            s.disagreements, s.shadow_stricter, s.shadow_more_lenient,
+        )
+        assert counts(stats) == (3, 0, 3, 1, 1, 0), (
+            f"SHADOW (evaluations, by candidate, shadow, disagreements, stricter, more lenient) = "
+            f"{counts(stats)}, want (3, 0, 3, 1, 1, 0)"
+        )
+        # The candidate deciding, the active set in shadow: more lenient.
+        self.risk.set_rollout(RULES_CANDIDATE, risk_pb2.ROLLOUT_MODE_PERCENTAGE, 100)
+        self.risk.score(account, MERCHANT, 2 * REVIEW_ABOVE, CURRENCY)
+        stats = self.risk.get_rollout_stats()
+        assert counts(stats) == (1, 1, 1, 1, 0, 1), (
+            f"PERCENTAGE 100 (evaluations, by candidate, shadow, disagreements, stricter, more lenient) = "
+            f"{counts(stats)}, want (1, 1, 1, 1, 0, 1)"
+        )
+
+    def risk_admin_needs_scope(self) -> None:
+        scorer = RiskClient(self.target, token=self.server.token_with("risk:score"))
+        try:
+            answer = scorer.score("acct_interop-scorer", MERCHANT, 100, CURRENCY)
+            assert answer.decision == risk_pb2.RISK_DECISION_ALLOW, (
+                f"risk:score token: Score decided {risk_pb2.RiskDecision.Name(answer.decision)}"
+            )
+            e = expect_rpc_error(grpc.StatusCode.PERMISSION_DENIED, scorer.get_rollout_stats)
+            assert "risk:admin" in (e.details() or ""), f"the refusal names no scope: {e.details()!r}"
+        finally:
+            scorer.close()
+
+    def risk_reload_rules(self) -> None:
+        start = need(self.rules_at_start, "the rules seen by the GetRuleSet check")
+        switched = rollout_key(self.risk.get_rule_set().rollout)
+        assert switched != rollout_key(start.rollout), "the rollout checks left the file's rollout in force"
+        reloaded = self.risk.reload_rules()
+        got = (rollout_key(reloaded.rollout), list(reloaded.versions))
+        want = ((RULES_ACTIVE, "", "ROLLOUT_MODE_UNSPECIFIED", 0), [RULES_ACTIVE, RULES_CANDIDATE])
+        assert got == want, f"(rollout, versions) = {got}, want the file's {want}"
+        assert reloaded.loaded_at.ToNanoseconds() > start.loaded_at.ToNanoseconds(), (
+            f"loaded_at {reloaded.loaded_at.ToJsonString()} is not after the start's "
+            f"{start.loaded_at.ToJsonString()}"
+        )
+        in_force = self.risk.get_rule_set()
+        assert rollout_key(in_force.rollout) == want[0], f"GetRuleSet's rollout {rollout_key(in_force.rollout)}"
+        assert in_force.last_reload_error == "", f"last_reload_error {in_force.last_reload_error!r}"
+
+    def risk_reload_rules_invalid(self) -> None:
+        need(self.rules_at_start, "the rules seen by the GetRuleSet check")
+        rules_file = self.server.rules_file
+        write_atomically(rules_file, risk_rules(active="interop-missing"))
+        try:
+            e = expect_rpc_error(grpc.StatusCode.FAILED_PRECONDITION, self.risk.reload_rules)
+            info = error_info(rich_status(e), RISK_DOMAIN)
+            got = (info.reason, dict(info.metadata))
+            want = ("RULES_INVALID", {"rules_file": str(rules_file)})
+            assert got == want, f"ErrorInfo (reason, metadata) {got}, want {want}"
+            assert "interop-missing" in (e.details() or ""), f"the message names no problem: {e.details()!r}"
+            # The rules in force stay, and say why the last load failed.
+            in_force = self.risk.get_rule_set()
+            got = (in_force.rule_set.version, rollout_key(in_force.rollout)[0], list(in_force.versions))
+            want = (RULES_ACTIVE, RULES_ACTIVE, [RULES_ACTIVE, RULES_CANDIDATE])
+            assert got == want, f"after the failed reload (set, active, versions) = {got}, want {want}"
+            assert "interop-missing" in in_force.last_reload_error, (
+                f"last_reload_error {in_force.last_reload_error!r}"
+            )
+        finally:
+            write_atomically(rules_file, risk_rules())
+        self.risk.reload_rules()
+        error = self.risk.get_rule_set().last_reload_error
+        assert error == "", f"a good reload left last_reload_error {error!r}"
+
+    # -- coverage -----------------------------------------------------------
+
+    def every_rpc_called(self) -> None:
+        pool = descriptor_pool.Default()
+        missing = []
+        for name in CONTRACT_SERVICES:
+            try:
+                service = pool.FindServiceByName(name)
+            except KeyError:
+                # A service newer than the release contract: its checks were skipped.
+                assert BASELINE_PASS, f"{name} is not in the current stubs ({STUBS})"
+                continue
+            missing += [m.full_name for m in service.methods if m.full_name not in CALLS.methods]
+        assert not missing, f"no check called {missing}"
+
     # -- grpc.health.v1 ----------------------------------------------------
 
     def _health(self, service: str) -> int:
@@ -1444,9 +1943,9 @@ def main() -> int:
                 wait_serving(target, deadline)
 
             if checks.run("server starts, prints its address and reports SERVING", start):
-                suite = InteropChecks(target)
+                suite = InteropChecks(target, server)
                 s = suite
-                for name, fn in [
+                for name, fn, *requires in [
                     ("CreateUser returns an ACTIVE user with a usr_ id and created_at", s.create_user),
                     ("GetUser returns the created user", s.get_user),
                     ("GetUser of an unknown id is NOT_FOUND (client returns None)", s.get_unknown_user),
@@ -1469,11 +1968,35 @@ def main() -> int:
                     ("Authorize amount 0, currency 'usd': INVALID_ARGUMENT, BadRequest on both fields", s.authorize_malformed),
                     ("Capture 1000 of a 3000 hold posts 1000 and releases the rest", s.capture_partial),
                     ("Void after Capture is FAILED_PRECONDITION ALREADY_CAPTURED, nothing changes", s.void_after_capture),
+                    ("UpdateAccountStatus FROZEN (57 declines), same status no event, ACTIVE, CLOSED", s.update_account_status,
+                     [f"{PAYMENTS_SERVICE}.UpdateAccountStatus"]),
+                    ("UpdateAccountStatus: CLOSED is final (FAILED_PRECONDITION ACCOUNT_CLOSED); BadRequest on both fields; NOT_FOUND",
+                     s.update_account_status_refused, [f"{PAYMENTS_SERVICE}.UpdateAccountStatus"]),
                     (f"AuthorizeStream: {STREAM_REQUESTS} requests, one answer each, the malformed one an error, ends OK", s.authorize_stream),
                     (f"BatchCapture: {BATCH_GOOD} captured, unknown and already-captured listed by index", s.batch_capture),
                     ("ListAuthorizations by account streams that account's authorizations in creation order", s.list_authorizations),
                     ("WatchEvents from 1 replays every event of this run, sequences 1, 2, 3...", s.watch_events),
                     ("WatchEvents from last + 1 delivers the next commit", s.watch_events_live),
+                    ("Score: ALLOW with no reasons; a deny-listed merchant DENY 1000 with its rule", s.risk_score,
+                     [f"{RISK_SERVICE}.Score", "courier.risk.v1.ScoreRequest.available_amount"]),
+                    ("Score with four bad fields: INVALID_ARGUMENT, BadRequest on all four", s.risk_score_malformed,
+                     [f"{RISK_SERVICE}.Score", "courier.risk.v1.ScoreRequest.available_amount"]),
+                    ("GetRuleSet: the active set, a named one, the file's rollout and rules_file", s.risk_get_rule_set,
+                     [f"{RISK_SERVICE}.GetRuleSet"]),
+                    ("GetRuleSet of an unknown version is NOT_FOUND, a malformed one INVALID_ARGUMENT",
+                     s.risk_get_rule_set_refused, [f"{RISK_SERVICE}.GetRuleSet"]),
+                    ("SetRollout SHADOW then PERCENTAGE 100: Score shows the shadow, then the candidate deciding",
+                     s.risk_set_rollout, [f"{RISK_SERVICE}.SetRollout", f"{RISK_SERVICE}.Score"]),
+                    ("SetRollout refused: CANDIDATE_IS_ACTIVE, NOT_FOUND, BadRequest; the rollout unchanged",
+                     s.risk_set_rollout_refused, [f"{RISK_SERVICE}.SetRollout"]),
+                    ("GetRolloutStats counts a fresh rollout exactly, stricter and more lenient shadows",
+                     s.risk_get_rollout_stats, [f"{RISK_SERVICE}.GetRolloutStats", f"{RISK_SERVICE}.SetRollout"]),
+                    ("a risk:score token: Score OK, GetRolloutStats PERMISSION_DENIED (risk:admin)",
+                     s.risk_admin_needs_scope, [f"{RISK_SERVICE}.GetRolloutStats", f"{RISK_SERVICE}.Score"]),
+                    ("ReloadRules puts the file's rollout back in force", s.risk_reload_rules,
+                     [f"{RISK_SERVICE}.ReloadRules"]),
+                    ("ReloadRules of a broken file: FAILED_PRECONDITION RULES_INVALID, the rules in force stay",
+                     s.risk_reload_rules_invalid, [f"{RISK_SERVICE}.ReloadRules"]),
                     ("no token: ListUsers is UNAUTHENTICATED", s.no_token_unauthenticated),
                     ("a forged token: UNAUTHENTICATED, the token not echoed", s.forged_token_unauthenticated),
                     ("no token: health Check '' is still SERVING (health is open)", s.health_open_without_token),
@@ -1485,8 +2008,9 @@ def main() -> int:
                     ("reflection v1alpha resolves UserService and its dependencies", s.reflection_v1alpha_descriptor),
                     ("reflection v1alpha resolves PaymentService, its streams and google.rpc.Status", s.reflection_v1alpha_payments),
                     ("reflection v1 lists services and returns users.proto", s.reflection_v1),
+                    ("every RPC of the three services in the stubs in use was called", s.every_rpc_called),
                 ]:
-                    checks.run(name, fn)
+                    checks.run(name, fn, *requires)
 
                 # The client's channels stay open on purpose: a server must shut
                 # down gracefully even while clients hold idle connections.

@@ -13,16 +13,19 @@ import grpc
 import grpc.aio
 from courier.payments.v1 import payments_pb2, payments_pb2_grpc
 from courier.users.v1 import users_pb2, users_pb2_grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from . import _shared
 from ._config import DEFAULT_TIMEOUT, ChannelOptions, PathOrPem, channel_config
-from ._shared import BatchCaptureResult, StreamAnswer
+from ._shared import BatchCaptureResult, Call, StreamAnswer
 from .errors import CourierError, Unavailable, from_rpc_error
 from .interceptors import Observer, aio_interceptor
 from .retry import RetryPolicy
 
 _T = TypeVar("_T")
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp")
 _DEFAULT_RETRY = RetryPolicy()
 
 
@@ -110,6 +113,24 @@ class AsyncClient:
             if cancel is not None:
                 cancel()
 
+    async def _call(
+        self, call: Call[_Req], rpc: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp], timeout: float | None
+    ) -> _Resp:
+        """Sends a unary `call` on the stub method `rpc`, with the deadline and the token."""
+        return await self._unary(
+            call.method,
+            lambda: rpc(call.request, timeout=self._deadline(timeout), metadata=self._metadata),
+            call.idempotency_key,
+        )
+
+    def _call_stream(
+        self, call: Call[_Req], rpc: grpc.aio.UnaryStreamMultiCallable[_Req, _Resp], timeout: float | None
+    ) -> AsyncGenerator[_Resp, None]:
+        """Opens the server stream `call` on the stub method `rpc` (see `_stream`)."""
+        return self._stream(
+            call.method, lambda: rpc(call.request, timeout=self._deadline(timeout), metadata=self._metadata)
+        )
+
     # --- health ---------------------------------------------------------------------------------------------
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
@@ -137,19 +158,11 @@ class AsyncClient:
     # --- UserService ----------------------------------------------------------------------------------------
 
     async def create_user(self, name: str, email: str, *, timeout: float | None = None) -> users_pb2.User:
-        request = users_pb2.CreateUserRequest(name=name, email=email)
-        response = await self._unary(
-            _shared.USERS + "CreateUser",
-            lambda: self.users.CreateUser(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        response = await self._call(_shared.create_user_call(name, email), self.users.CreateUser, timeout)
         return response.user
 
     async def get_user(self, user_id: str, *, timeout: float | None = None) -> users_pb2.User:
-        request = users_pb2.GetUserRequest(id=user_id)
-        response = await self._unary(
-            _shared.USERS + "GetUser",
-            lambda: self.users.GetUser(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        response = await self._call(_shared.get_user_call(user_id), self.users.GetUser, timeout)
         return response.user
 
     async def list_users(
@@ -171,20 +184,14 @@ class AsyncClient:
         page_token: str = "",
         timeout: float | None = None,
     ) -> AsyncGenerator[users_pb2.ListUsersResponse, None]:
-        request = users_pb2.ListUsersRequest(status=status, page_size=page_size, page_token=page_token)
-        return self._stream(
-            _shared.USERS + "ListUsers",
-            lambda: self.users.ListUsers(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        call = _shared.list_users_call(status, page_size, page_token)
+        return self._call_stream(call, self.users.ListUsers, timeout)
 
     async def update_user_status(
         self, user_id: str, status: users_pb2.UserStatus.ValueType, *, timeout: float | None = None
     ) -> users_pb2.User:
-        request = users_pb2.UpdateUserStatusRequest(id=user_id, status=status)
-        response = await self._unary(
-            _shared.USERS + "UpdateUserStatus",
-            lambda: self.users.UpdateUserStatus(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        call = _shared.update_user_status_call(user_id, status)
+        response = await self._call(call, self.users.UpdateUserStatus, timeout)
         return response.user
 
     # --- PaymentService: accounts ---------------------------------------------------------------------------
@@ -192,21 +199,12 @@ class AsyncClient:
     async def open_account(
         self, owner_user_id: str, currency: str, *, credit_limit: int = 0, timeout: float | None = None
     ) -> payments_pb2.Account:
-        request = payments_pb2.OpenAccountRequest(
-            owner_user_id=owner_user_id, currency=currency, credit_limit=credit_limit
-        )
-        response = await self._unary(
-            _shared.PAYMENTS + "OpenAccount",
-            lambda: self.payments.OpenAccount(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        call = _shared.open_account_call(owner_user_id, currency, credit_limit)
+        response = await self._call(call, self.payments.OpenAccount, timeout)
         return response.account
 
     async def get_account(self, account_id: str, *, timeout: float | None = None) -> payments_pb2.Account:
-        request = payments_pb2.GetAccountRequest(account_id=account_id)
-        response = await self._unary(
-            _shared.PAYMENTS + "GetAccount",
-            lambda: self.payments.GetAccount(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        response = await self._call(_shared.get_account_call(account_id), self.payments.GetAccount, timeout)
         return response.account
 
     async def credit_account(
@@ -218,26 +216,14 @@ class AsyncClient:
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> payments_pb2.CreditAccountResponse:
-        request = payments_pb2.CreditAccountRequest(
-            account_id=account_id, amount=amount, currency=currency,
-            idempotency_key=idempotency_key or _shared.new_key(),
-        )
-        return await self._unary(
-            _shared.PAYMENTS + "CreditAccount",
-            lambda: self.payments.CreditAccount(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        )
+        call = _shared.credit_account_call(account_id, amount, currency, idempotency_key)
+        return await self._call(call, self.payments.CreditAccount, timeout)
 
     async def update_account_status(
         self, account_id: str, status: payments_pb2.AccountStatus.ValueType, *, timeout: float | None = None
     ) -> payments_pb2.Account:
-        request = payments_pb2.UpdateAccountStatusRequest(account_id=account_id, status=status)
-        response = await self._unary(
-            _shared.PAYMENTS + "UpdateAccountStatus",
-            lambda: self.payments.UpdateAccountStatus(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            ),
-        )
+        call = _shared.update_account_status_call(account_id, status)
+        response = await self._call(call, self.payments.UpdateAccountStatus, timeout)
         return response.account
 
     # --- PaymentService: authorizations ---------------------------------------------------------------------
@@ -254,15 +240,11 @@ class AsyncClient:
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> payments_pb2.Authorization:
-        request = _shared.authorize_request(
+        call = _shared.authorize_call(
             account_id, amount, currency, merchant_id=merchant_id, description=description, metadata=metadata,
             idempotency_key=idempotency_key,
         )
-        response = await self._unary(
-            _shared.PAYMENTS + "Authorize",
-            lambda: self.payments.Authorize(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        )
+        response = await self._call(call, self.payments.Authorize, timeout)
         return response.authorization
 
     async def capture(
@@ -273,35 +255,21 @@ class AsyncClient:
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> payments_pb2.Authorization:
-        request = _shared.capture_request(authorization_id, amount, idempotency_key)
-        response = await self._unary(
-            _shared.PAYMENTS + "Capture",
-            lambda: self.payments.Capture(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        )
+        call = _shared.capture_call(authorization_id, amount, idempotency_key)
+        response = await self._call(call, self.payments.Capture, timeout)
         return response.authorization
 
     async def void(
         self, authorization_id: str, *, idempotency_key: str | None = None, timeout: float | None = None
     ) -> payments_pb2.Authorization:
-        request = payments_pb2.VoidRequest(
-            authorization_id=authorization_id, idempotency_key=idempotency_key or _shared.new_key()
-        )
-        response = await self._unary(
-            _shared.PAYMENTS + "Void",
-            lambda: self.payments.Void(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        )
+        response = await self._call(_shared.void_call(authorization_id, idempotency_key), self.payments.Void, timeout)
         return response.authorization
 
     async def get_authorization(
         self, authorization_id: str, *, timeout: float | None = None
     ) -> payments_pb2.Authorization:
-        request = payments_pb2.GetAuthorizationRequest(authorization_id=authorization_id)
-        response = await self._unary(
-            _shared.PAYMENTS + "GetAuthorization",
-            lambda: self.payments.GetAuthorization(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        call = _shared.get_authorization_call(authorization_id)
+        response = await self._call(call, self.payments.GetAuthorization, timeout)
         return response.authorization
 
     async def list_authorizations(
@@ -314,14 +282,8 @@ class AsyncClient:
         created_before: datetime.datetime | None = None,
         timeout: float | None = None,
     ) -> AsyncGenerator[payments_pb2.Authorization, None]:
-        request = _shared.list_authorizations_request(account_id, merchant_id, status, created_from, created_before)
-        responses = self._stream(
-            _shared.PAYMENTS + "ListAuthorizations",
-            lambda: self.payments.ListAuthorizations(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            ),
-        )
-        async for response in responses:
+        call = _shared.list_authorizations_call(account_id, merchant_id, status, created_from, created_before)
+        async for response in self._call_stream(call, self.payments.ListAuthorizations, timeout):
             yield response.authorization
 
     def authorize_stream(self, *, timeout: float | None = None) -> AsyncAuthorizeStream:
@@ -340,11 +302,11 @@ class AsyncClient:
         async def messages() -> AsyncIterator[payments_pb2.AuthorizeStreamRequest]:
             index = 0
             async for request in _aiter(requests):
-                yield payments_pb2.AuthorizeStreamRequest(correlation_id=str(index), request=_shared.with_key(request))
+                yield _shared.authorize_stream_message(request, str(index))
                 index += 1
 
         responses = self._stream(
-            _shared.PAYMENTS + "AuthorizeStream",
+            _shared.AUTHORIZE_STREAM,
             lambda: self.payments.AuthorizeStream(messages(), timeout=self._deadline(timeout), metadata=self._metadata),
         )
         async for response in responses:
@@ -360,10 +322,10 @@ class AsyncClient:
 
         async def messages() -> AsyncIterator[payments_pb2.BatchCaptureRequest]:
             async for capture in _aiter(captures):
-                yield payments_pb2.BatchCaptureRequest(capture=_shared.capture_request(capture))
+                yield _shared.batch_capture_message(capture)
 
         response = await self._unary(
-            _shared.PAYMENTS + "BatchCapture",
+            _shared.BATCH_CAPTURE,
             lambda: self.payments.BatchCapture(messages(), timeout=self._deadline(timeout), metadata=self._metadata),
         )
         return _shared.batch_result(response)
@@ -403,7 +365,7 @@ class AsyncAuthorizeStream:
     def __init__(self, client: AsyncClient, timeout: float) -> None:
         self._outbox: asyncio.Queue[payments_pb2.AuthorizeStreamRequest | object] = asyncio.Queue()
         self._responses = client._stream(
-            _shared.PAYMENTS + "AuthorizeStream",
+            _shared.AUTHORIZE_STREAM,
             lambda: client.payments.AuthorizeStream(self._requests(), timeout=timeout, metadata=client.metadata),
         )
         self._done = False
@@ -438,11 +400,9 @@ class AsyncAuthorizeStream:
     async def send_request(self, request: payments_pb2.AuthorizeRequest, *, correlation_id: str | None = None) -> str:
         if self._done:
             raise RuntimeError("this AuthorizeStream is done sending")
-        correlation_id = correlation_id or _shared.new_key()
-        await self._outbox.put(
-            payments_pb2.AuthorizeStreamRequest(correlation_id=correlation_id, request=_shared.with_key(request))
-        )
-        return correlation_id
+        message = _shared.authorize_stream_message(request, correlation_id)
+        await self._outbox.put(message)
+        return message.correlation_id
 
     async def done(self) -> None:
         """Half-closes the stream: nothing more to send; the answers still come."""
@@ -485,7 +445,7 @@ class AsyncEventStream:
     async def __aiter__(self) -> AsyncIterator[payments_pb2.Event]:
         failures = 0
         while not self._closed:
-            request = payments_pb2.WatchEventsRequest(from_sequence=self.last_sequence + 1, account_id=self._account_id)
+            request = _shared.watch_events_request(self.last_sequence + 1, self._account_id)
             self._call = self._client.payments.WatchEvents(
                 request, timeout=self._timeout, metadata=self._client.metadata, wait_for_ready=self._reconnect > 0
             )
@@ -496,7 +456,7 @@ class AsyncEventStream:
                     yield response.event
                 return
             except grpc.RpcError as e:
-                error = from_rpc_error(e, method=_shared.PAYMENTS + "WatchEvents")
+                error = from_rpc_error(e, method=_shared.WATCH_EVENTS)
                 if self._closed and error.code == grpc.StatusCode.CANCELLED:
                     return
                 if not isinstance(error, Unavailable) or failures >= self._reconnect:

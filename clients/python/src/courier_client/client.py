@@ -14,16 +14,19 @@ from typing import Any, TypeVar, Union
 import grpc
 from courier.payments.v1 import payments_pb2, payments_pb2_grpc
 from courier.users.v1 import users_pb2, users_pb2_grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from . import _shared
 from ._config import DEFAULT_TIMEOUT, ChannelOptions, PathOrPem, channel_config
-from ._shared import BatchCaptureResult, StreamAnswer
+from ._shared import BatchCaptureResult, Call, StreamAnswer
 from .errors import CourierError, Unavailable, from_rpc_error
 from .interceptors import Observer, sync_interceptor
 from .retry import RetryPolicy
 
 _T = TypeVar("_T")
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp")
 GrpcInterceptor = Union[
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
@@ -136,6 +139,22 @@ class Client:
             if cancel is not None:
                 cancel()
 
+    def _call(self, call: Call[_Req], rpc: grpc.UnaryUnaryMultiCallable[_Req, _Resp], timeout: float | None) -> _Resp:
+        """Sends a unary `call` on the stub method `rpc`, with the deadline and the token."""
+        return self._unary(
+            call.method,
+            lambda: rpc(call.request, timeout=self._deadline(timeout), metadata=self._metadata),
+            call.idempotency_key,
+        )
+
+    def _call_stream(
+        self, call: Call[_Req], rpc: grpc.UnaryStreamMultiCallable[_Req, _Resp], timeout: float | None
+    ) -> Generator[_Resp, None, None]:
+        """Opens the server stream `call` on the stub method `rpc` (see `_stream`)."""
+        return self._stream(
+            call.method, lambda: rpc(call.request, timeout=self._deadline(timeout), metadata=self._metadata)
+        )
+
     # --- health ---------------------------------------------------------------------------------------------
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -162,18 +181,10 @@ class Client:
     # --- UserService ----------------------------------------------------------------------------------------
 
     def create_user(self, name: str, email: str, *, timeout: float | None = None) -> users_pb2.User:
-        request = users_pb2.CreateUserRequest(name=name, email=email)
-        return self._unary(
-            _shared.USERS + "CreateUser",
-            lambda: self.users.CreateUser(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        ).user
+        return self._call(_shared.create_user_call(name, email), self.users.CreateUser, timeout).user
 
     def get_user(self, user_id: str, *, timeout: float | None = None) -> users_pb2.User:
-        request = users_pb2.GetUserRequest(id=user_id)
-        return self._unary(
-            _shared.USERS + "GetUser",
-            lambda: self.users.GetUser(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        ).user
+        return self._call(_shared.get_user_call(user_id), self.users.GetUser, timeout).user
 
     def list_users(
         self,
@@ -197,40 +208,24 @@ class Client:
         timeout: float | None = None,
     ) -> Generator[users_pb2.ListUsersResponse, None, None]:
         """ListUsers' own messages: each user with the resume token that continues after it."""
-        request = users_pb2.ListUsersRequest(status=status, page_size=page_size, page_token=page_token)
-        return self._stream(
-            _shared.USERS + "ListUsers",
-            lambda: self.users.ListUsers(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        )
+        call = _shared.list_users_call(status, page_size, page_token)
+        return self._call_stream(call, self.users.ListUsers, timeout)
 
     def update_user_status(
         self, user_id: str, status: users_pb2.UserStatus.ValueType, *, timeout: float | None = None
     ) -> users_pb2.User:
-        request = users_pb2.UpdateUserStatusRequest(id=user_id, status=status)
-        return self._unary(
-            _shared.USERS + "UpdateUserStatus",
-            lambda: self.users.UpdateUserStatus(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        ).user
+        return self._call(_shared.update_user_status_call(user_id, status), self.users.UpdateUserStatus, timeout).user
 
     # --- PaymentService: accounts ---------------------------------------------------------------------------
 
     def open_account(
         self, owner_user_id: str, currency: str, *, credit_limit: int = 0, timeout: float | None = None
     ) -> payments_pb2.Account:
-        request = payments_pb2.OpenAccountRequest(
-            owner_user_id=owner_user_id, currency=currency, credit_limit=credit_limit
-        )
-        return self._unary(
-            _shared.PAYMENTS + "OpenAccount",
-            lambda: self.payments.OpenAccount(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        ).account
+        call = _shared.open_account_call(owner_user_id, currency, credit_limit)
+        return self._call(call, self.payments.OpenAccount, timeout).account
 
     def get_account(self, account_id: str, *, timeout: float | None = None) -> payments_pb2.Account:
-        request = payments_pb2.GetAccountRequest(account_id=account_id)
-        return self._unary(
-            _shared.PAYMENTS + "GetAccount",
-            lambda: self.payments.GetAccount(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        ).account
+        return self._call(_shared.get_account_call(account_id), self.payments.GetAccount, timeout).account
 
     def credit_account(
         self,
@@ -242,26 +237,14 @@ class Client:
         timeout: float | None = None,
     ) -> payments_pb2.CreditAccountResponse:
         """Credits `amount` (minor units) to the account; the answer has the account and the event's sequence."""
-        request = payments_pb2.CreditAccountRequest(
-            account_id=account_id, amount=amount, currency=currency,
-            idempotency_key=idempotency_key or _shared.new_key(),
-        )
-        return self._unary(
-            _shared.PAYMENTS + "CreditAccount",
-            lambda: self.payments.CreditAccount(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        )
+        call = _shared.credit_account_call(account_id, amount, currency, idempotency_key)
+        return self._call(call, self.payments.CreditAccount, timeout)
 
     def update_account_status(
         self, account_id: str, status: payments_pb2.AccountStatus.ValueType, *, timeout: float | None = None
     ) -> payments_pb2.Account:
-        request = payments_pb2.UpdateAccountStatusRequest(account_id=account_id, status=status)
-        return self._unary(
-            _shared.PAYMENTS + "UpdateAccountStatus",
-            lambda: self.payments.UpdateAccountStatus(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            ),
-        ).account
+        call = _shared.update_account_status_call(account_id, status)
+        return self._call(call, self.payments.UpdateAccountStatus, timeout).account
 
     # --- PaymentService: authorizations ---------------------------------------------------------------------
 
@@ -280,15 +263,11 @@ class Client:
         """Holds `amount` on the account. A decline is an answer (decision DECLINED, a response code), not an
         error. The key is generated when not given: pass your own to be able to retry after an unknown outcome
         (or read it from the error's `idempotency_key`)."""
-        request = _shared.authorize_request(
+        call = _shared.authorize_call(
             account_id, amount, currency, merchant_id=merchant_id, description=description, metadata=metadata,
             idempotency_key=idempotency_key,
         )
-        return self._unary(
-            _shared.PAYMENTS + "Authorize",
-            lambda: self.payments.Authorize(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        ).authorization
+        return self._call(call, self.payments.Authorize, timeout).authorization
 
     def capture(
         self,
@@ -299,31 +278,18 @@ class Client:
         timeout: float | None = None,
     ) -> payments_pb2.Authorization:
         """Captures `amount` of the hold (0: all of it)."""
-        request = _shared.capture_request(authorization_id, amount, idempotency_key)
-        return self._unary(
-            _shared.PAYMENTS + "Capture",
-            lambda: self.payments.Capture(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        ).authorization
+        call = _shared.capture_call(authorization_id, amount, idempotency_key)
+        return self._call(call, self.payments.Capture, timeout).authorization
 
     def void(
         self, authorization_id: str, *, idempotency_key: str | None = None, timeout: float | None = None
     ) -> payments_pb2.Authorization:
-        request = payments_pb2.VoidRequest(
-            authorization_id=authorization_id, idempotency_key=idempotency_key or _shared.new_key()
-        )
-        return self._unary(
-            _shared.PAYMENTS + "Void",
-            lambda: self.payments.Void(request, timeout=self._deadline(timeout), metadata=self._metadata),
-            request.idempotency_key,
-        ).authorization
+        call = _shared.void_call(authorization_id, idempotency_key)
+        return self._call(call, self.payments.Void, timeout).authorization
 
     def get_authorization(self, authorization_id: str, *, timeout: float | None = None) -> payments_pb2.Authorization:
-        request = payments_pb2.GetAuthorizationRequest(authorization_id=authorization_id)
-        return self._unary(
-            _shared.PAYMENTS + "GetAuthorization",
-            lambda: self.payments.GetAuthorization(request, timeout=self._deadline(timeout), metadata=self._metadata),
-        ).authorization
+        call = _shared.get_authorization_call(authorization_id)
+        return self._call(call, self.payments.GetAuthorization, timeout).authorization
 
     def list_authorizations(
         self,
@@ -336,13 +302,8 @@ class Client:
         timeout: float | None = None,
     ) -> Generator[payments_pb2.Authorization, None, None]:
         """The authorizations that match, as a stream (the deadline bounds all of it)."""
-        request = _shared.list_authorizations_request(account_id, merchant_id, status, created_from, created_before)
-        responses = self._stream(
-            _shared.PAYMENTS + "ListAuthorizations",
-            lambda: self.payments.ListAuthorizations(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            ),
-        )
+        call = _shared.list_authorizations_call(account_id, merchant_id, status, created_from, created_before)
+        responses = self._call_stream(call, self.payments.ListAuthorizations, timeout)
         return (response.authorization for response in responses)  # closing it closes the call
 
     def authorize_stream(self, *, timeout: float | None = None) -> AuthorizeStream:
@@ -358,10 +319,10 @@ class Client:
 
         def messages() -> Iterator[payments_pb2.AuthorizeStreamRequest]:
             for index, request in enumerate(requests):
-                yield payments_pb2.AuthorizeStreamRequest(correlation_id=str(index), request=_shared.with_key(request))
+                yield _shared.authorize_stream_message(request, str(index))
 
         responses = self._stream(
-            _shared.PAYMENTS + "AuthorizeStream",
+            _shared.AUTHORIZE_STREAM,
             lambda: self.payments.AuthorizeStream(messages(), timeout=self._deadline(timeout), metadata=self._metadata),
         )
         return (_shared.stream_answer(response) for response in responses)
@@ -371,9 +332,9 @@ class Client:
     ) -> BatchCaptureResult:
         """Captures many holds in one client stream: each item an authorization id (capture all of it) or a
         CaptureRequest (keys generated where missing). Items fail one by one, listed by index in the result."""
-        messages = (payments_pb2.BatchCaptureRequest(capture=_shared.capture_request(c)) for c in captures)
+        messages = (_shared.batch_capture_message(capture) for capture in captures)
         response = self._unary(
-            _shared.PAYMENTS + "BatchCapture",
+            _shared.BATCH_CAPTURE,
             lambda: self.payments.BatchCapture(messages, timeout=self._deadline(timeout), metadata=self._metadata),
         )
         return _shared.batch_result(response)
@@ -402,7 +363,7 @@ class AuthorizeStream:
     def __init__(self, client: Client, timeout: float) -> None:
         self._outbox: queue.Queue[payments_pb2.AuthorizeStreamRequest | object] = queue.Queue()
         self._responses = client._stream(
-            _shared.PAYMENTS + "AuthorizeStream",
+            _shared.AUTHORIZE_STREAM,
             lambda: client.payments.AuthorizeStream(self._requests(), timeout=timeout, metadata=client.metadata),
         )
         self._closed = False
@@ -436,14 +397,12 @@ class AuthorizeStream:
         return self.send_request(request, correlation_id=correlation_id)
 
     def send_request(self, request: payments_pb2.AuthorizeRequest, *, correlation_id: str | None = None) -> str:
-        correlation_id = correlation_id or _shared.new_key()
+        message = _shared.authorize_stream_message(request, correlation_id)
         with self._lock:
             if self._closed:
                 raise RuntimeError("this AuthorizeStream is done sending")
-            self._outbox.put(
-                payments_pb2.AuthorizeStreamRequest(correlation_id=correlation_id, request=_shared.with_key(request))
-            )
-        return correlation_id
+            self._outbox.put(message)
+        return message.correlation_id
 
     def done(self) -> None:
         """Half-closes the stream: nothing more to send; the answers still come."""
@@ -486,7 +445,7 @@ class EventStream:
         self._closed = False
 
     def _open(self) -> Iterable[payments_pb2.WatchEventsResponse]:
-        request = payments_pb2.WatchEventsRequest(from_sequence=self.last_sequence + 1, account_id=self._account_id)
+        request = _shared.watch_events_request(self.last_sequence + 1, self._account_id)
         call = self._client.payments.WatchEvents(
             request, timeout=self._timeout, metadata=self._client.metadata, wait_for_ready=self._reconnect > 0
         )
@@ -503,7 +462,7 @@ class EventStream:
                     yield response.event
                 return  # the server ended the stream (it does not, unless shutting down)
             except grpc.RpcError as e:
-                error = from_rpc_error(e, method=_shared.PAYMENTS + "WatchEvents")
+                error = from_rpc_error(e, method=_shared.WATCH_EVENTS)
                 if self._closed and error.code == grpc.StatusCode.CANCELLED:
                     return
                 if not isinstance(error, Unavailable) or failures >= self._reconnect:
