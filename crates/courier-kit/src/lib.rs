@@ -35,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 pub mod rest;
 pub mod server;
+pub mod sqlite_reads;
 pub mod status;
 pub mod time;
 pub mod tls;

@@ -68,6 +68,8 @@ async fn run(
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
     let mut stage = Stage::new(courier_kit::db::is_sqlite(&pool));
+    // On SQLite the writer keeps one connection from batch to batch (see [`commit`]).
+    let mut held = None;
     while let Some(first) = queue.recv().await {
         batch.push(first);
         while batch.len() < max_batch {
@@ -91,7 +93,7 @@ async fn run(
         };
         // A batch that started with almost no time left and timed out says nothing about the database.
         let short_budget = courier_kit::db::is_short_budget(deadline);
-        match commit(&pool, &mut stage, &config, &clock, &batch, deadline).await {
+        match commit(&pool, &mut held, &mut stage, &config, &clock, &batch, deadline).await {
             Ok((answers, last_sequence, decided)) => {
                 super::metrics::committed(batch.len(), started.elapsed(), &decided);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -150,8 +152,15 @@ enum Attempt {
     Commit(sqlx::Error, (Answers, i64, Vec<Decided>)),
 }
 
+/// Applies and commits `batch` on `held` (on SQLite, the connection the last batch committed on) or a connection
+/// from the pool. On SQLite a committed batch's connection is kept for the next: this process is the file's only
+/// writer, so that connection's page cache and prepared statements stay valid from batch to batch, where a
+/// different pool connection each time found its cache stale (another connection had written) and read the
+/// pages again. On PostgreSQL the connection goes back to the pool, whose ping replaces one the server closed.
+/// Any failure discards the connection, held or not.
 async fn commit(
     pool: &AnyPool,
+    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Any>>,
     stage: &mut Stage,
     config: &PaymentsConfig,
     clock: &Clock,
@@ -159,7 +168,10 @@ async fn commit(
     deadline: Option<courier_kit::deadline::Instant>,
 ) -> Result<(Answers, i64, Vec<Decided>), Failed> {
     let acquire = || before_deadline(deadline, pool.acquire());
-    let mut conn = acquire().await.map_err(Failed::NotCommitted)?;
+    let mut conn = match held.take() {
+        Some(conn) => conn,
+        None => acquire().await.map_err(Failed::NotCommitted)?,
+    };
     if conn.is_in_transaction() {
         // The pool closes such connections when they come back (courier_kit::db); never build on one.
         discard(conn).await;
@@ -175,7 +187,12 @@ async fn commit(
             let message = "the commit left the connection inside a transaction; it was rolled back";
             return Err(Failed::NotCommitted(sqlx::Error::Protocol(message.into())));
         }
-        Ok(done) => return Ok(done),
+        Ok(done) => {
+            if sqlite {
+                *held = Some(conn);
+            }
+            return Ok(done);
+        }
         Err(error) => error,
     };
     // Any failure: this connection's state (its transaction depth, an aborted or half-open transaction, a broken

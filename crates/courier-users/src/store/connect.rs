@@ -8,5 +8,5 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens the pool, creating a SQLite file (and its directory) if needed, and applies pending migrations.
 pub async fn connect(config: &StoreConfig) -> Result<UserStore, StoreError> {
-    Ok(UserStore::new(courier_kit::db::open(config, &MIGRATOR).await?))
+    Ok(UserStore::new(courier_kit::db::open(config, &MIGRATOR).await?).with_fast_reads(&config.url))
 }

@@ -7,7 +7,10 @@
 mod connect;
 mod list;
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use courier_kit::sqlite_reads::SqliteReads;
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -40,6 +43,8 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct UserStore {
     pool: AnyPool,
+    /// On SQLite, GetUser's read without sqlx's thread hop; the pool answers when it cannot.
+    fast_reads: Option<Arc<SqliteReads>>,
 }
 
 /// `SELECT <every user column> FROM users <tail>`, built at compile time.
@@ -53,7 +58,13 @@ use select_users;
 impl UserStore {
     /// Wraps an open, migrated pool (see [`connect`]).
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, fast_reads: None }
+    }
+
+    /// Reads by id on the calling thread when the store at `url` is a SQLite file ([`SqliteReads`]).
+    pub fn with_fast_reads(mut self, url: &str) -> Self {
+        self.fast_reads = SqliteReads::for_url(url).map(Arc::new);
+        self
     }
 
     /// The underlying pool, for operational tooling and tests that seed data in bulk.
@@ -94,6 +105,25 @@ impl UserStore {
 
     /// The user with this id, if any.
     pub async fn get(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let fast = self.fast_reads.as_ref().and_then(|reads| {
+            reads.read(|conn| {
+                let mut statement = conn.prepare_cached(select_users!("WHERE id = ?1"))?;
+                let row = statement.query_row([id.to_string()], |row| {
+                    Ok(Columns {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        email: row.get(2)?,
+                        status: row.get(3)?,
+                        created_at_us: row.get(4)?,
+                        updated_at_us: row.get(5)?,
+                    })
+                });
+                rusqlite::OptionalExtension::optional(row)
+            })
+        });
+        if let Some(columns) = fast {
+            return columns.map(Columns::into_user).transpose();
+        }
         let row = sqlx::query(select_users!("WHERE id = $1")).bind(id.to_string()).fetch_optional(&self.pool).await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -113,17 +143,40 @@ impl UserStore {
     }
 }
 
+/// A user row's columns as stored, whichever driver read them.
+struct Columns {
+    id: String,
+    name: String,
+    email: String,
+    status: i64,
+    created_at_us: i64,
+    updated_at_us: i64,
+}
+
+impl Columns {
+    fn into_user(self) -> Result<User, StoreError> {
+        let corrupt = |what| StoreError::Corrupt { id: self.id.clone(), what };
+        Ok(User {
+            id: self.id.parse().map_err(|_| corrupt("malformed id"))?,
+            status: Status::from_number(self.status).ok_or_else(|| corrupt("unknown status"))?,
+            name: self.name,
+            email: self.email,
+            created_at_us: self.created_at_us,
+            updated_at_us: self.updated_at_us,
+        })
+    }
+}
+
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
-    let id: String = row.try_get("id")?;
-    let corrupt = |what| StoreError::Corrupt { id: id.clone(), what };
-    Ok(User {
-        id: id.parse().map_err(|_| corrupt("malformed id"))?,
+    Columns {
+        id: row.try_get("id")?,
         name: row.try_get("name")?,
         email: row.try_get("email")?,
-        status: Status::from_number(row.try_get("status")?).ok_or_else(|| corrupt("unknown status"))?,
+        status: row.try_get("status")?,
         created_at_us: row.try_get("created_at_us")?,
         updated_at_us: row.try_get("updated_at_us")?,
-    })
+    }
+    .into_user()
 }
 
 fn now_us() -> i64 {
