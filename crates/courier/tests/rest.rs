@@ -134,6 +134,15 @@ fn up(dir: &Path, env: &[(&str, &str)]) -> CourierProcess {
     )
 }
 
+/// [`up`] with `config` written to a `--config` file.
+fn up_with_config(dir: &Path, config: &str, env: &[(&str, &str)]) -> CourierProcess {
+    let file = dir.join("courier.toml");
+    std::fs::write(&file, config).unwrap();
+    let data = dir.join("courier-data");
+    let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data.to_str().unwrap()];
+    CourierProcess::start_with_env(BIN, &[&args[..], &["--config", file.to_str().unwrap()]].concat(), env)
+}
+
 /// `courier dev token` signed with the data dir's development secret.
 fn dev_token(server: &CourierProcess, subject: &str, scopes: &str) -> String {
     let output = Command::new(BIN)
@@ -592,4 +601,47 @@ async fn a_rest_call_is_traced_and_access_logged_as_its_grpc_method() {
         line.contains("UserService/GetUser") && line.contains("code=\"NOT_FOUND\"")
     });
     assert!(line.contains(trace), "the caller's trace id: {line}");
+}
+
+#[tokio::test]
+async fn a_rest_callers_deadline_is_bounded_by_the_methods_default() {
+    require_curl();
+    use std::time::{Duration, Instant};
+    // A feed of events runs past any deadline by its nature: each call below ends when its deadline does.
+    let config = "[server.deadlines.methods]\n\"/courier.payments.v1.PaymentService/WatchEvents\" = \"1s\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let server = up_with_config(dir.path(), config, &[]);
+    let rest = Rest::new(&server);
+    let watch = |header: &str| {
+        let started = Instant::now();
+        let events = rest.call("GET", "/v1/events", None, &[header]);
+        assert_eq!(events.status, 200, "{events:?}");
+        assert_eq!(events.lines().last().unwrap()["error"]["code"], 4, "DEADLINE_EXCEEDED ends it: {events:?}");
+        started.elapsed()
+    };
+
+    // An hour asked for, in either header: the method's 1 s applies.
+    for header in ["X-Request-Timeout: 1h", "grpc-timeout: 1H"] {
+        let lasted = watch(header);
+        assert!(lasted >= Duration::from_millis(950), "{header}: ended after {lasted:?}, before the 1 s default");
+        assert!(lasted < Duration::from_secs(10), "{header}: ended after {lasted:?}, the 1 s default did not bound it");
+    }
+    // Below the default, the caller's own deadline stands.
+    let lasted = watch("X-Request-Timeout: 300ms");
+    assert!(lasted < Duration::from_millis(950), "ended after {lasted:?}");
+
+    // A gRPC caller's deadline is its own, above the default too.
+    let mut request = tonic::Request::new(pb::WatchEventsRequest::default());
+    request.set_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let mut events = server.payments().watch_events(request).await.unwrap().into_inner();
+    let status = loop {
+        match events.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the feed ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1950), "gRPC's 2 s were cut to {:?}", started.elapsed());
 }

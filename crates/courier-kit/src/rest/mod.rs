@@ -30,6 +30,7 @@ use tonic::body::Body;
 use tonic::Status;
 use tower::{BoxError, Layer, Service};
 
+use crate::layers::DeadlineOptions;
 pub use response::http_status;
 
 /// The REST edge of one server: its routes and the types to render JSON with.
@@ -38,6 +39,8 @@ pub struct Rest {
     routes: routes::Routes,
     json: response::Json,
     max_body_bytes: usize,
+    /// The server's deadlines: a caller's deadline is bounded by its method's default.
+    deadlines: Arc<DeadlineOptions>,
     /// The OpenAPI document, served at [`OPENAPI_PATH`].
     openapi: serde_json::Value,
     openapi_bytes: Bytes,
@@ -54,7 +57,16 @@ impl Rest {
         let openapi = openapi::document(&routes);
         let mut openapi_bytes = serde_json::to_vec_pretty(&openapi).expect("JSON values serialize");
         openapi_bytes.push(b'\n');
-        Self { routes, json: response::Json::new(pool), max_body_bytes, openapi, openapi_bytes: openapi_bytes.into() }
+        let json = response::Json::new(pool);
+        let deadlines = Arc::new(DeadlineOptions::default());
+        Self { routes, json, max_body_bytes, deadlines, openapi, openapi_bytes: openapi_bytes.into() }
+    }
+
+    /// Bounds REST callers' deadlines by the method defaults of `deadlines` (the server's own, shared with its
+    /// deadline layer) instead of [`DeadlineOptions::default`]'s.
+    pub fn with_deadlines(mut self, deadlines: Arc<DeadlineOptions>) -> Self {
+        self.deadlines = deadlines;
+        self
     }
 
     /// [`Rest::new`] over encoded `FileDescriptorSet`s (e.g. `courier_proto::FILE_DESCRIPTOR_SET`).
@@ -119,7 +131,7 @@ impl Rest {
             Ok(framed) => framed,
             Err(status) => return self.json.error(&status, None),
         };
-        let headers = match request::metadata(parts.headers) {
+        let headers = match request::metadata(parts.headers, rpc.grpc_path.path(), &self.deadlines) {
             Ok(headers) => headers,
             Err(status) => return self.json.error(&status, None),
         };

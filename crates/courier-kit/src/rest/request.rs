@@ -18,12 +18,14 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::routes::{BodyRule, Rpc};
+use crate::deadline::grpc_timeout;
+use crate::layers::DeadlineOptions;
 
 /// The header that names a money-moving call's idempotency key over HTTP.
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// A REST caller's deadline when it does not speak `grpc-timeout`: `250ms`, `2s` or a bare number of milliseconds.
 pub(crate) const REQUEST_TIMEOUT: HeaderName = HeaderName::from_static("x-request-timeout");
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(grpc_timeout::HEADER);
 /// The request message's field the `Idempotency-Key` header fills.
 const IDEMPOTENCY_FIELD: &str = "idempotency_key";
 
@@ -87,22 +89,39 @@ where
     Ok(frame(&message.encode_to_vec()))
 }
 
-/// The metadata of the gRPC request: the HTTP request's headers without the HTTP/1.1 and body ones, gRPC's
-/// content type, and the deadline in `grpc-timeout` (from `X-Request-Timeout` when that is what was sent).
-pub(crate) fn metadata(mut headers: HeaderMap) -> Result<HeaderMap, Status> {
+/// The metadata of the gRPC request for `grpc_path`: the HTTP request's headers without the HTTP/1.1 and body
+/// ones, gRPC's content type, and the caller's deadline in `grpc-timeout` (from `X-Request-Timeout` when that is
+/// what was sent; `grpc-timeout` wins when both are), bounded by the method's default deadline in `deadlines`. An
+/// outside HTTP client cannot hold a call (and its concurrency permit) longer than the method would run for a
+/// caller that sent no deadline; a method without a default (`0s`) takes the caller's deadline as it is, as gRPC
+/// callers' always are. A malformed `grpc-timeout` is left for the deadline layer, which ignores it and applies
+/// the default.
+pub(crate) fn metadata(
+    mut headers: HeaderMap,
+    grpc_path: &str,
+    deadlines: &DeadlineOptions,
+) -> Result<HeaderMap, Status> {
     for name in DROPPED {
         headers.remove(*name);
     }
-    if let Some(value) = headers.remove(REQUEST_TIMEOUT) {
-        let timeout = value.to_str().ok().and_then(parse_timeout).ok_or_else(|| {
+    let request_timeout = match headers.remove(REQUEST_TIMEOUT) {
+        Some(value) => Some(value.to_str().ok().and_then(parse_timeout).ok_or_else(|| {
             field_violation(
                 Code::InvalidArgument,
                 "X-Request-Timeout",
                 "X-Request-Timeout is a duration such as 250ms or 2s, or a number of milliseconds",
             )
-        })?;
-        if !headers.contains_key(GRPC_TIMEOUT) {
-            headers.insert(GRPC_TIMEOUT, crate::deadline::grpc_timeout::encode(timeout));
+        })?),
+        None => None,
+    };
+    let (sent, from_header) = match headers.get(GRPC_TIMEOUT) {
+        Some(value) => (grpc_timeout::parse(value.as_bytes()).ok(), true),
+        None => (request_timeout, false),
+    };
+    if let Some(sent) = sent {
+        let bounded = deadlines.default_for(grpc_path).map_or(sent, |default| sent.min(default));
+        if bounded < sent || !from_header {
+            headers.insert(GRPC_TIMEOUT, grpc_timeout::encode(bounded));
         }
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -292,6 +311,8 @@ pub(crate) fn field_violation(code: Code, field: &str, description: &str) -> Sta
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn pool() -> prost_reflect::DescriptorPool {
@@ -406,18 +427,47 @@ mod tests {
 
     #[test]
     fn request_timeouts_read_as_durations_or_milliseconds() {
-        assert_eq!(parse_timeout("250"), Some(std::time::Duration::from_millis(250)));
-        assert_eq!(parse_timeout("2s"), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(parse_timeout("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_timeout("soon"), None);
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_TIMEOUT, "1500ms".parse().unwrap());
         headers.insert(header::CONTENT_LENGTH, "3".parse().unwrap());
-        let metadata = metadata(headers).unwrap();
-        assert_eq!(
-            metadata[GRPC_TIMEOUT],
-            crate::deadline::grpc_timeout::encode(std::time::Duration::from_millis(1500))
-        );
+        let metadata = metadata(headers, "/t.S/M", &DeadlineOptions::default()).unwrap();
+        assert_eq!(metadata[GRPC_TIMEOUT], grpc_timeout::encode(Duration::from_millis(1500)));
         assert_eq!(metadata[header::CONTENT_TYPE], "application/grpc");
         assert!(!metadata.contains_key(header::CONTENT_LENGTH));
+    }
+
+    /// The `grpc-timeout` the gRPC request gets for these headers, under a 2 s default for `/t.S/Short` and none
+    /// for `/t.S/Feed`.
+    fn deadline(path: &str, headers: &[(&'static str, &str)]) -> Option<HeaderValue> {
+        let mut deadlines = DeadlineOptions::default();
+        deadlines.methods.insert("/t.S/Short".into(), Duration::from_secs(2));
+        deadlines.methods.insert("/t.S/Feed".into(), Duration::ZERO);
+        let headers = headers.iter().map(|(name, value)| (HeaderName::from_static(name), value.parse().unwrap()));
+        metadata(headers.collect(), path, &deadlines).unwrap().remove(GRPC_TIMEOUT)
+    }
+
+    fn timeout(duration: Duration) -> Option<HeaderValue> {
+        Some(grpc_timeout::encode(duration))
+    }
+
+    #[test]
+    fn a_callers_deadline_is_bounded_by_the_methods_default() {
+        let (hour, two) = (Duration::from_secs(3600), Duration::from_secs(2));
+        // Either header, above the default: the default.
+        assert_eq!(deadline("/t.S/Short", &[("x-request-timeout", "1h")]), timeout(two));
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "1H")]), timeout(two));
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "1H"), ("x-request-timeout", "1s")]), timeout(two));
+        // Below it: as sent. The global default (30 s) bounds the methods without their own.
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "1500m")]), Some(HeaderValue::from_static("1500m")));
+        assert_eq!(deadline("/t.S/Short", &[("x-request-timeout", "250ms")]), timeout(Duration::from_millis(250)));
+        assert_eq!(deadline("/t.S/Other", &[("x-request-timeout", "1h")]), timeout(Duration::from_secs(30)));
+        // No default (0s): no bound. No deadline sent: none added (the deadline layer applies the default).
+        assert_eq!(deadline("/t.S/Feed", &[("x-request-timeout", "1h")]), timeout(hour));
+        assert_eq!(deadline("/t.S/Short", &[]), None);
+        // A malformed grpc-timeout is left for the deadline layer to ignore.
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "soon")]), Some(HeaderValue::from_static("soon")));
     }
 }
