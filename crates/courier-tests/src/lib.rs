@@ -13,6 +13,7 @@ pub use backend::Backend;
 pub use server::{TestOptions, TestServer};
 
 pub mod logs;
+pub mod metrics;
 pub mod outbox;
 pub mod payments;
 pub mod process;

@@ -1,11 +1,10 @@
 //! The admin port of a real `courier up` process: Prometheus metrics that move with the calls made, liveness, and
 //! readiness that turns 503 while the server drains.
 
-use std::collections::BTreeMap;
-
 use courier_proto::payments::v1 as pb;
 use courier_proto::users::v1 as users;
 use courier_tests::http::get;
+use courier_tests::metrics::{scrape, value};
 use courier_tests::process::CourierProcess;
 use futures::StreamExt;
 use tonic::Code;
@@ -22,61 +21,6 @@ fn up(dir: &tempfile::TempDir) -> CourierProcess {
         BIN,
         &["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data_dir],
     )
-}
-
-/// One sample of the text exposition.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the Prometheus text format, asserting every line is a comment or `name{labels} value`.
-fn parse(text: &str) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    for line in text.lines().filter(|line| !line.is_empty()) {
-        if line.starts_with('#') {
-            assert!(line.starts_with("# HELP ") || line.starts_with("# TYPE "), "unexpected comment: {line}");
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"))),
-            None => (series, ""),
-        };
-        assert!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "bad metric name: {line}"
-        );
-        // Label values here never contain `",` (paths, codes, reasons), so splitting on it is exact.
-        let labels = labels
-            .split("\",")
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (key, value) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
-                (key.to_owned(), value.trim_end_matches('"').to_owned())
-            })
-            .collect();
-        samples.push(Sample { name: name.to_owned(), labels, value });
-    }
-    samples
-}
-
-/// The sum of the samples named `name` whose labels include `labels`.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
-        .map(|s| s.value)
-        .sum()
-}
-
-async fn scrape(admin: &str) -> Vec<Sample> {
-    let (status, body) = get(admin, "/metrics").await;
-    assert_eq!(status, 200, "{body}");
-    parse(&body)
 }
 
 fn create_user(email: &str) -> users::CreateUserRequest {

@@ -116,14 +116,11 @@ impl Rest {
     }
 }
 
-/// Whether curl is here; without it the tests print SKIPPED (and fail under CI=true).
-fn curl_available() -> bool {
+/// Asserts that the curl binary is here. These tests are the REST edge's proof: without curl they must fail,
+/// never pass having checked nothing.
+fn require_curl() {
     let found = Command::new("curl").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "curl is missing under CI=true");
-        eprintln!("SKIPPED: the REST tests need the curl binary");
-    }
-    found
+    assert!(found, "the REST tests run the real curl binary, which is not installed: apt-get install curl");
 }
 
 /// `courier up` in a fresh data dir (development auth: its token in the data dir).
@@ -135,6 +132,15 @@ fn up(dir: &Path, env: &[(&str, &str)]) -> CourierProcess {
         &["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data],
         env,
     )
+}
+
+/// [`up`] with `config` written to a `--config` file.
+fn up_with_config(dir: &Path, config: &str, env: &[(&str, &str)]) -> CourierProcess {
+    let file = dir.join("courier.toml");
+    std::fs::write(&file, config).unwrap();
+    let data = dir.join("courier-data");
+    let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data.to_str().unwrap()];
+    CourierProcess::start_with_env(BIN, &[&args[..], &["--config", file.to_str().unwrap()]].concat(), env)
 }
 
 /// `courier dev token` signed with the data dir's development secret.
@@ -185,9 +191,7 @@ fn authorize_for(rest: &Rest, merchant: Option<&str>, account: &str, amount: i64
 
 #[tokio::test]
 async fn every_route_answers_its_happy_path_in_canonical_json() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let dir = tempfile::tempdir().unwrap();
     let server = up(dir.path(), &[]);
     let rest = Rest::new(&server);
@@ -318,9 +322,7 @@ async fn every_route_answers_its_happy_path_in_canonical_json() {
 
 #[tokio::test]
 async fn mistakes_and_refusals_are_json_statuses_with_grpc_gateways_http_codes() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let dir = tempfile::tempdir().unwrap();
     let server = up(dir.path(), &[("COURIER_SERVER__MAX_RECV_MESSAGE_BYTES", "65536")]);
     let rest = Rest::new(&server);
@@ -395,9 +397,7 @@ async fn mistakes_and_refusals_are_json_statuses_with_grpc_gateways_http_codes()
 
 #[tokio::test]
 async fn another_merchants_authorization_is_not_found_over_rest() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let dir = tempfile::tempdir().unwrap();
     let server = up(dir.path(), &[]);
     let operator = Rest::new(&server);
@@ -421,9 +421,7 @@ async fn another_merchants_authorization_is_not_found_over_rest() {
 
 #[tokio::test]
 async fn an_idempotency_key_header_replays_the_stored_authorization() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let dir = tempfile::tempdir().unwrap();
     let server = up(dir.path(), &[]);
     let rest = Rest::new(&server);
@@ -454,9 +452,7 @@ async fn an_idempotency_key_header_replays_the_stored_authorization() {
 
 #[tokio::test]
 async fn the_same_authorize_over_grpc_and_rest_with_one_key_is_one_stored_result() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let dir = tempfile::tempdir().unwrap();
     let server = up(dir.path(), &[]);
     let rest = Rest::new(&server);
@@ -506,9 +502,7 @@ async fn the_same_authorize_over_grpc_and_rest_with_one_key_is_one_stored_result
 
 #[tokio::test]
 async fn ten_thousand_users_stream_as_ndjson_as_they_are_read() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     const USERS: usize = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let server = up(dir.path(), &[]);
@@ -556,9 +550,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn serve_no_rest_refuses_json_and_without_grpc_web_speaks_http2_only() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let http1 = |addr: &str| {
         let output = Command::new("curl")
             .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
@@ -594,9 +586,7 @@ async fn serve_no_rest_refuses_json_and_without_grpc_web_speaks_http2_only() {
 
 #[tokio::test]
 async fn a_rest_call_is_traced_and_access_logged_as_its_grpc_method() {
-    if !curl_available() {
-        return;
-    }
+    require_curl();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("courier-data");
     let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir", data.to_str().unwrap()];
@@ -611,4 +601,225 @@ async fn a_rest_call_is_traced_and_access_logged_as_its_grpc_method() {
         line.contains("UserService/GetUser") && line.contains("code=\"NOT_FOUND\"")
     });
     assert!(line.contains(trace), "the caller's trace id: {line}");
+}
+
+#[tokio::test]
+async fn a_rest_callers_deadline_is_bounded_by_the_methods_default() {
+    require_curl();
+    use std::time::{Duration, Instant};
+    // A feed of events runs past any deadline by its nature: each call below ends when its deadline does.
+    let config = "[server.deadlines.methods]\n\"/courier.payments.v1.PaymentService/WatchEvents\" = \"1s\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let server = up_with_config(dir.path(), config, &[]);
+    let rest = Rest::new(&server);
+    let watch = |header: &str| {
+        let started = Instant::now();
+        let events = rest.call("GET", "/v1/events", None, &[header]);
+        assert_eq!(events.status, 200, "{events:?}");
+        assert_eq!(events.lines().last().unwrap()["error"]["code"], 4, "DEADLINE_EXCEEDED ends it: {events:?}");
+        started.elapsed()
+    };
+
+    // An hour asked for, in either header: the method's 1 s applies.
+    for header in ["X-Request-Timeout: 1h", "grpc-timeout: 1H"] {
+        let lasted = watch(header);
+        assert!(lasted >= Duration::from_millis(950), "{header}: ended after {lasted:?}, before the 1 s default");
+        assert!(lasted < Duration::from_secs(10), "{header}: ended after {lasted:?}, the 1 s default did not bound it");
+    }
+    // Below the default, the caller's own deadline stands.
+    let lasted = watch("X-Request-Timeout: 300ms");
+    assert!(lasted < Duration::from_millis(950), "ended after {lasted:?}");
+
+    // A gRPC caller's deadline is its own, above the default too.
+    let mut request = tonic::Request::new(pb::WatchEventsRequest::default());
+    request.set_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let mut events = server.payments().watch_events(request).await.unwrap().into_inner();
+    let status = loop {
+        match events.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the feed ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1950), "gRPC's 2 s were cut to {:?}", started.elapsed());
+}
+
+/// `courier up` with its admin port (metrics) and its log captured at `info` (the access log).
+fn up_observed(dir: &Path, env: &[(&str, &str)]) -> CourierProcess {
+    let data = dir.join("courier-data");
+    let args = ["up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
+    CourierProcess::start_logged(BIN, &args, env, "info")
+}
+
+/// A REST request written by hand on its own connection, its body held back: what a slow or stalled client
+/// does, and curl cannot.
+struct SlowRequest {
+    stream: tokio::net::TcpStream,
+}
+
+impl SlowRequest {
+    /// Sends `POST path` announcing `body` (`Content-Length`), with only its first `sent` bytes.
+    async fn start(rest: &Rest, path: &str, headers: &[&str], body: &str, sent: usize) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let addr = rest.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        if let Some(token) = &rest.token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for header in headers {
+            head.push_str(&format!("{header}\r\n"));
+        }
+        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()));
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body.as_bytes()[..sent]).await.unwrap();
+        Self { stream }
+    }
+
+    /// Sends more of the body.
+    async fn send(&mut self, more: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(more.as_bytes()).await.unwrap();
+    }
+
+    /// The answer (the server closes the connection after it: `Connection: close`), within 30 s.
+    async fn answer(mut self) -> Answer {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(30), self.stream.read_to_end(&mut bytes));
+        read.await.expect("an answer within 30 s").unwrap();
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        let (headers, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no complete answer: {text:?}"));
+        let status = headers.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+        Answer { status, headers: headers.to_owned(), body: body.to_owned() }
+    }
+}
+
+/// Waits (up to 10 s) until the admin port reports `calls` of `method` in flight.
+async fn wait_in_flight(admin: &str, method: &str, calls: f64) {
+    let started = std::time::Instant::now();
+    loop {
+        let samples = courier_tests::metrics::scrape(admin).await;
+        let in_flight = courier_tests::metrics::value(&samples, "courier_rpc_server_in_flight", &[("method", method)]);
+        if in_flight == calls {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{in_flight} calls of {method} in flight, not {calls}: the REST requests never reached the layers"
+        );
+        // Polling the exposition: the process tells no one when a call starts.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+const CREATE_USER: &str = "/courier.users.v1.UserService/CreateUser";
+
+#[tokio::test]
+async fn refusals_at_the_rest_edge_are_access_logged_and_counted_like_any_call() {
+    require_curl();
+    let dir = tempfile::tempdir().unwrap();
+    let server = up_observed(dir.path(), &[("COURIER_SERVER__MAX_RECV_MESSAGE_BYTES", "65536")]);
+    let rest = Rest::new(&server);
+    let admin = server.admin.clone().expect("courier up printed its admin address");
+
+    // No route, a route's path with the wrong method: no method to name.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("traceparent: 00-{trace}-00f067aa0ba902b7-01");
+    rest.call("GET", "/v1/nothing", None, &[&traceparent]).error(404, 5);
+    rest.get("/v1/also-nothing/at-all").error(404, 5);
+    rest.call("DELETE", "/v1/users", None, &[]).error(405, 12);
+    // A route, refused for what was sent: not JSON, an unknown field, too large, a bad X-Request-Timeout, an
+    // Idempotency-Key header that the body contradicts.
+    rest.call("POST", "/v1/users", Some(r#"{"name": "Ada", "#), &[]).error(400, 3);
+    rest.post("/v1/users", json!({"name": "Ada", "emial": "ada@example.com"})).error(400, 3);
+    rest.post("/v1/users", json!({"name": "Ada", "email": "x".repeat(70_000)})).error(429, 8);
+    rest.call("GET", "/v1/users/usr_x", None, &["X-Request-Timeout: soon"]).error(400, 3);
+    let body =
+        json!({"accountId": "acc_x", "merchantId": MERCHANT, "amount": "1", "currency": "USD", "idempotencyKey": "k1"});
+    rest.call("POST", "/v1/authorizations", Some(&body.to_string()), &["Idempotency-Key: k2"]).error(400, 3);
+
+    let samples = courier_tests::metrics::scrape(&admin).await;
+    let calls = |method: &str, code: &str| {
+        courier_tests::metrics::value(&samples, "courier_rpc_server_calls_total", &[("method", method), ("code", code)])
+    };
+    assert_eq!(calls("/unknown", "NOT_FOUND"), 2.0);
+    assert_eq!(calls("/unknown", "UNIMPLEMENTED"), 1.0);
+    assert_eq!(calls(CREATE_USER, "INVALID_ARGUMENT"), 2.0);
+    assert_eq!(calls(CREATE_USER, "RESOURCE_EXHAUSTED"), 1.0);
+    assert_eq!(calls("/courier.users.v1.UserService/GetUser", "INVALID_ARGUMENT"), 1.0);
+    assert_eq!(calls("/courier.payments.v1.PaymentService/Authorize", "INVALID_ARGUMENT"), 1.0);
+    // Label values are gRPC method paths or `/unknown`: never a request's own path.
+    for sample in samples.iter().filter(|s| s.name.starts_with("courier_rpc_server_")) {
+        let method = &sample.labels["method"];
+        assert!(method == "/unknown" || method.starts_with("/courier.") || method.starts_with("/grpc."), "{sample:?}");
+    }
+
+    let logs = server.logs.as_ref().unwrap();
+    let logged = |method: &str, code: &str| {
+        let (method, code) = (format!("method=\"{method}\""), format!("code=\"{code}\""));
+        logs.wait_for(std::time::Duration::from_secs(10), &format!("{method} {code}"), |line| {
+            line.contains("courier::rpc") && line.contains(&method) && line.contains(&code)
+        })
+    };
+    assert!(logged("/unknown", "NOT_FOUND").contains(trace), "the caller's trace id");
+    logged("/unknown", "UNIMPLEMENTED");
+    logged(CREATE_USER, "INVALID_ARGUMENT");
+    logged(CREATE_USER, "RESOURCE_EXHAUSTED");
+    logged("/courier.payments.v1.PaymentService/Authorize", "INVALID_ARGUMENT");
+}
+
+#[tokio::test]
+async fn slow_rest_bodies_hold_their_concurrency_permit_while_they_are_read() {
+    require_curl();
+    let dir = tempfile::tempdir().unwrap();
+    let server = up_observed(dir.path(), &[("COURIER_SERVER__MAX_CONCURRENT_CALLS", "2")]);
+    let rest = Rest::new(&server);
+    let admin = server.admin.clone().expect("courier up printed its admin address");
+
+    // Two clients send half a body each and stop: both calls are admitted, and wait on their bodies.
+    let bodies: Vec<String> = (0..2)
+        .map(|i| json!({"name": "Slow", "email": format!("slow{i}-{}@example.com", key())}).to_string())
+        .collect();
+    let mut slow = Vec::new();
+    for body in &bodies {
+        slow.push(SlowRequest::start(&rest, "/v1/users", &[], body, body.len() / 2).await);
+    }
+    wait_in_flight(&admin, CREATE_USER, 2.0).await;
+
+    // The limit is reached: a third call is refused at once, with pushback, instead of reading its body.
+    let refused = rest.post("/v1/users", json!({"name": "Ada", "email": format!("{}@example.com", key())}));
+    refused.error(429, 8);
+    assert!(refused.header("retry-after").is_some(), "{refused:?}");
+
+    // The slow clients finish their bodies and are served; their permits are given back.
+    for (mut request, body) in slow.into_iter().zip(&bodies) {
+        request.send(&body[body.len() / 2..]).await;
+        let user = Rest::ok(request.answer().await)["user"].clone();
+        assert_eq!(user["name"], "Slow", "{user}");
+    }
+    wait_in_flight(&admin, CREATE_USER, 0.0).await;
+    new_user(&rest);
+}
+
+#[tokio::test]
+async fn a_stalled_rest_body_is_cut_at_the_methods_default_deadline() {
+    require_curl();
+    let dir = tempfile::tempdir().unwrap();
+    let server = up_observed(dir.path(), &[("COURIER_SERVER__DEADLINES__DEFAULT", "500ms")]);
+    let rest = Rest::new(&server);
+    let body = json!({"name": "Stalled", "email": "stalled@example.com"}).to_string();
+
+    // An hour asked for, half a body sent, then nothing: the 500 ms default ends the call, and frees its permit.
+    let started = std::time::Instant::now();
+    let stalled = SlowRequest::start(&rest, "/v1/users", &["X-Request-Timeout: 1h"], &body, body.len() / 2).await;
+    let answer = stalled.answer().await;
+    let lasted = started.elapsed();
+    answer.error(504, 4);
+    assert!(lasted >= std::time::Duration::from_millis(450), "answered after {lasted:?}, before the default");
+    assert!(lasted < std::time::Duration::from_secs(10), "answered after {lasted:?}: the default did not bound it");
+    let admin = server.admin.clone().expect("courier up printed its admin address");
+    wait_in_flight(&admin, CREATE_USER, 0.0).await;
 }

@@ -100,6 +100,11 @@ impl DeadlineLayer {
     pub fn new(options: &DeadlineOptions) -> Self {
         Self { options: Arc::new(options.clone()) }
     }
+
+    /// The options this layer applies, shared (the REST edge bounds its callers' deadlines by the same defaults).
+    pub fn options(&self) -> &Arc<DeadlineOptions> {
+        &self.options
+    }
 }
 
 impl<S> Layer<S> for DeadlineLayer {

@@ -4,32 +4,37 @@
 //! [`RestLayer`] is the outermost layer of the served stack. A request whose `content-type` is gRPC's
 //! (`application/grpc...`, gRPC-Web's included) or a CORS preflight passes through untouched: one header test,
 //! nothing else, so gRPC pays nothing for the edge. Any other request is REST: its method and path are matched
-//! against the rules read from the descriptor set ([`routes`]); its JSON body, path variables and query string
-//! become the request message and it is handed, as a real gRPC `http::Request` (`POST /pkg.Service/Method`,
-//! length-prefixed protobuf, the caller's `Authorization`, `traceparent` and deadline), to the same layered
-//! stack every gRPC call goes through: trace, access log, metrics, authentication and scopes, faults,
-//! deadlines, the concurrency limit, the receive limit, then the service ([`request`]). The gRPC answer comes
-//! back as JSON, a server stream as newline-delimited JSON, an error as a JSON `google.rpc.Status` with
-//! grpc-gateway's HTTP status ([`response`]).
+//! against the rules read from the descriptor set ([`routes`]) and it is handed, as a real gRPC `http::Request`
+//! (`POST /pkg.Service/Method`, the caller's `Authorization`, `traceparent` and deadline, bounded by the
+//! method's default), to the same layered stack every gRPC call goes through: trace, access log, metrics,
+//! authentication and scopes, faults, deadlines, the concurrency limit, the receive limit, then the service
+//! ([`request`]). Its body becomes the length-prefixed request message (from the JSON body, path variables and
+//! query string) only when the service reads it: inside the concurrency limit and the deadline, with any mistake
+//! in it the call's status. A request that matches no route is refused through the trace, access log and metrics
+//! layers alone, as method [`UNROUTED_METHOD`]. The gRPC answer comes back as JSON, a server stream as
+//! newline-delimited JSON, an error as a JSON `google.rpc.Status` with grpc-gateway's HTTP status
+//! ([`response`]).
 
 mod openapi;
 mod request;
 mod response;
 mod routes;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use prost_reflect::DescriptorPool;
 use tonic::body::Body;
-use tonic::Status;
+use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
 
+use crate::layers::{AccessLogLayer, DeadlineOptions, RpcMetricsLayer, TraceLayer};
 pub use response::http_status;
 
 /// The REST edge of one server: its routes and the types to render JSON with.
@@ -38,10 +43,17 @@ pub struct Rest {
     routes: routes::Routes,
     json: response::Json,
     max_body_bytes: usize,
+    /// The server's deadlines: a caller's deadline is bounded by its method's default.
+    deadlines: Arc<DeadlineOptions>,
     /// The OpenAPI document, served at [`OPENAPI_PATH`].
     openapi: serde_json::Value,
     openapi_bytes: Bytes,
 }
+
+/// The `method` under which the access log, the metrics and the trace record a REST request that matched no
+/// route (404, or 405 for a route's path with another HTTP method). A path, as gRPC methods' are (a gRPC call
+/// to this path is to no method either).
+pub const UNROUTED_METHOD: &str = "/unknown";
 
 /// Where the OpenAPI 3.1 document of the routes is served (without authentication: it describes, it moves nothing).
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -54,7 +66,16 @@ impl Rest {
         let openapi = openapi::document(&routes);
         let mut openapi_bytes = serde_json::to_vec_pretty(&openapi).expect("JSON values serialize");
         openapi_bytes.push(b'\n');
-        Self { routes, json: response::Json::new(pool), max_body_bytes, openapi, openapi_bytes: openapi_bytes.into() }
+        let json = response::Json::new(pool);
+        let deadlines = Arc::new(DeadlineOptions::default());
+        Self { routes, json, max_body_bytes, deadlines, openapi, openapi_bytes: openapi_bytes.into() }
+    }
+
+    /// Bounds REST callers' deadlines by the method defaults of `deadlines` (the server's own, shared with its
+    /// deadline layer) instead of [`DeadlineOptions::default`]'s.
+    pub fn with_deadlines(mut self, deadlines: Arc<DeadlineOptions>) -> Self {
+        self.deadlines = deadlines;
+        self
     }
 
     /// [`Rest::new`] over encoded `FileDescriptorSet`s (e.g. `courier_proto::FILE_DESCRIPTOR_SET`).
@@ -93,43 +114,29 @@ impl Rest {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = request.into_parts();
-        if parts.method == Method::GET && parts.uri.path() == OPENAPI_PATH {
+        if request.method() == Method::GET && request.uri().path() == OPENAPI_PATH {
             let mut response = Response::new(Body::new(http_body_util::Full::new(self.openapi_bytes.clone())));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             return response;
         }
-        let (rpc, params) = match self.routes.find(&parts.method, parts.uri.path()) {
+        let (method, path) = (request.method(), request.uri().path());
+        let (rpc, params) = match self.routes.find(method, path) {
             routes::Match::Found(rpc, params) => (rpc.clone(), params),
             routes::Match::MethodNotAllowed(allowed) => {
-                let status = Status::unimplemented(format!("{} is not allowed on {}", parts.method, parts.uri.path()));
-                let mut response = self.json.error(&status, None);
+                let message = format!("{method} is not allowed on {path}");
+                let mut response = self.unrouted(request, Code::Unimplemented, message).await;
                 *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
                 let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
                 response.headers_mut().insert(header::ALLOW, HeaderValue::from_str(&allow).expect("method names"));
                 return response;
             }
             routes::Match::NotFound => {
-                let status = Status::not_found(format!("no route for {} {}", parts.method, parts.uri.path()));
-                return self.json.error(&status, None);
+                let message = format!("no route for {method} {path}");
+                return self.unrouted(request, Code::NotFound, message).await;
             }
         };
-        let query = parts.uri.query();
-        let framed = match request::message(&rpc, params, query, &parts.headers, body, self.max_body_bytes).await {
-            Ok(framed) => framed,
-            Err(status) => return self.json.error(&status, None),
-        };
-        let headers = match request::metadata(parts.headers) {
-            Ok(headers) => headers,
-            Err(status) => return self.json.error(&status, None),
-        };
-        let mut grpc = Request::new(Body::new(http_body_util::Full::new(framed)));
-        *grpc.method_mut() = Method::POST;
-        *grpc.uri_mut() = rpc.grpc_path.clone().into();
-        *grpc.version_mut() = Version::HTTP_2;
-        *grpc.headers_mut() = headers;
-        // The connection's extensions (peer address, TLS certificates) are the caller's, as for gRPC.
-        *grpc.extensions_mut() = parts.extensions;
+        // The body is read, and any mistake in the request found, once the stack serves the call.
+        let grpc = request::grpc_request(rpc.clone(), params, request, self.max_body_bytes, &self.deadlines);
         match inner.call(grpc).await {
             Ok(response) if rpc.server_streaming => self.json.stream(&rpc.output, response),
             Ok(response) => self.json.unary(&rpc.output, response).await,
@@ -141,6 +148,29 @@ impl Rest {
                 self.json.error(&status, None)
             }
         }
+    }
+
+    /// The refusal (`code`, `message`) of a request that matched no route, observed as a call of the method
+    /// [`UNROUTED_METHOD`]: it passes the trace, access log and metrics layers (the caller's `traceparent`
+    /// included), and only those, since there is no method to authenticate, limit or serve. One label for every
+    /// such request keeps the metrics' label values bounded whatever paths clients send.
+    async fn unrouted(&self, request: Request<Body>, code: Code, message: String) -> Response<Body> {
+        let (mut parts, _body) = request.into_parts();
+        parts.uri = http::Uri::from_parts({
+            let mut uri = http::uri::Parts::default();
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static(UNROUTED_METHOD));
+            uri
+        })
+        .expect("a path alone is a URI");
+        let refuse = tower::service_fn(move |_: Request<()>| {
+            std::future::ready(Ok::<_, Infallible>(Status::new(code, message.clone()).into_http::<Body>()))
+        });
+        let observed =
+            tower::ServiceBuilder::new().layer(TraceLayer).layer(AccessLogLayer).layer(RpcMetricsLayer).service(refuse);
+        let Ok(response) = tower::ServiceExt::oneshot(observed, Request::from_parts(parts, ())).await;
+        let status = Status::from_header_map(response.headers()).expect("a refusal carries its status");
+        // Dropping the observed response ends the call: its access log line is written and it is counted.
+        self.json.error(&status, None)
     }
 }
 

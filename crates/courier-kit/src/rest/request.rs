@@ -3,27 +3,37 @@
 //! one length-prefixed gRPC message, with the caller's metadata (`Authorization`, `traceparent`, ...) and
 //! deadline (`grpc-timeout`, or `X-Request-Timeout`) carried over.
 //!
-//! Whatever is wrong with the request (not JSON, an unknown field, a wrong type, a body too large) is an
-//! INVALID_ARGUMENT (RESOURCE_EXHAUSTED for the size) with a BadRequest field violation naming the field: the
-//! caller gets a 400 that says what to fix, never a 500.
+//! The message is built when the service reads the request body, not before the call ([`grpc_request`]): the
+//! JSON body is read by a call that was admitted (it holds its concurrency permit and its deadline runs), and
+//! whatever is wrong with the request (not JSON, an unknown field, a wrong type, a body too large) is that
+//! call's status, an INVALID_ARGUMENT (RESOURCE_EXHAUSTED for the size) with a BadRequest field violation naming
+//! the field: the caller gets a 400 that says what to fix, never a 500, and the access log and the metrics count
+//! it under the method like any other answer.
+
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Version};
+use http_body::Frame;
 use http_body_util::BodyExt;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor};
 use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
+use tonic::body::Body;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::routes::{BodyRule, Rpc};
+use crate::deadline::grpc_timeout;
+use crate::layers::DeadlineOptions;
 
 /// The header that names a money-moving call's idempotency key over HTTP.
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// A REST caller's deadline when it does not speak `grpc-timeout`: `250ms`, `2s` or a bare number of milliseconds.
 pub(crate) const REQUEST_TIMEOUT: HeaderName = HeaderName::from_static("x-request-timeout");
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(grpc_timeout::HEADER);
 /// The request message's field the `Idempotency-Key` header fills.
 const IDEMPOTENCY_FIELD: &str = "idempotency_key";
 
@@ -44,13 +54,43 @@ const DROPPED: &[&str] = &[
     "grpc-accept-encoding",
 ];
 
+/// The gRPC request for a REST request that matched `rpc` with the path variables `params`: `POST
+/// /package.Service/Method` over HTTP/2 with the caller's metadata ([`metadata`], its deadline bounded by
+/// `deadlines`) and connection extensions (peer address, TLS certificates), and a body that reads the JSON
+/// body (up to `limit` bytes) and yields the framed message only when the service reads it. A mistake in the
+/// request is that body's error: tonic answers a request body's `Status` as the call's status.
+pub(crate) fn grpc_request(
+    rpc: Arc<Rpc>,
+    params: Vec<(String, String)>,
+    request: Request<Body>,
+    limit: usize,
+    deadlines: &DeadlineOptions,
+) -> Request<Body> {
+    let (parts, body) = request.into_parts();
+    let query = parts.uri.query().map(str::to_owned);
+    let key = parts.headers.get(IDEMPOTENCY_KEY).cloned();
+    let (headers, timeout_checked) = metadata(parts.headers, rpc.grpc_path.path(), deadlines);
+    let path = rpc.grpc_path.clone();
+    let message = async move {
+        timeout_checked?;
+        message(&rpc, params, query.as_deref(), key.as_ref(), body, limit).await.map(Frame::data)
+    };
+    let mut grpc = Request::new(Body::new(http_body_util::StreamBody::new(futures::stream::once(message))));
+    *grpc.method_mut() = Method::POST;
+    *grpc.uri_mut() = path.into();
+    *grpc.version_mut() = Version::HTTP_2;
+    *grpc.headers_mut() = headers;
+    *grpc.extensions_mut() = parts.extensions;
+    grpc
+}
+
 /// The encoded, framed request message for `rpc` from the HTTP request's body (read up to `limit` bytes), path
-/// variables and query string.
-pub(crate) async fn message<B>(
+/// variables, query string and `Idempotency-Key` header.
+async fn message<B>(
     rpc: &Rpc,
     params: Vec<(String, String)>,
     query: Option<&str>,
-    headers: &HeaderMap,
+    key: Option<&HeaderValue>,
     body: B,
     limit: usize,
 ) -> Result<Bytes, Status>
@@ -82,32 +122,53 @@ where
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         set_param(&rpc.input, &mut object, &name, &value, ParamSource::Query)?;
     }
-    idempotency_key(&rpc.input, &mut object, headers)?;
+    idempotency_key(&rpc.input, &mut object, key)?;
     let message = decode(&rpc.input, Value::Object(object))?;
     Ok(frame(&message.encode_to_vec()))
 }
 
-/// The metadata of the gRPC request: the HTTP request's headers without the HTTP/1.1 and body ones, gRPC's
-/// content type, and the deadline in `grpc-timeout` (from `X-Request-Timeout` when that is what was sent).
-pub(crate) fn metadata(mut headers: HeaderMap) -> Result<HeaderMap, Status> {
+/// The metadata of the gRPC request for `grpc_path`: the HTTP request's headers without the HTTP/1.1 and body
+/// ones, gRPC's content type, and the caller's deadline in `grpc-timeout` (from `X-Request-Timeout` when that is
+/// what was sent; `grpc-timeout` wins when both are), bounded by the method's default deadline in `deadlines`. An
+/// outside HTTP client cannot hold a call (and its concurrency permit) longer than the method would run for a
+/// caller that sent no deadline; a method without a default (`0s`) takes the caller's deadline as it is, as gRPC
+/// callers' always are. A malformed `grpc-timeout` is left for the deadline layer, which ignores it and applies
+/// the default. A malformed `X-Request-Timeout` is dropped and reported in the second value.
+pub(crate) fn metadata(
+    mut headers: HeaderMap,
+    grpc_path: &str,
+    deadlines: &DeadlineOptions,
+) -> (HeaderMap, Result<(), Status>) {
     for name in DROPPED {
         headers.remove(*name);
     }
-    if let Some(value) = headers.remove(REQUEST_TIMEOUT) {
-        let timeout = value.to_str().ok().and_then(parse_timeout).ok_or_else(|| {
-            field_violation(
-                Code::InvalidArgument,
-                "X-Request-Timeout",
-                "X-Request-Timeout is a duration such as 250ms or 2s, or a number of milliseconds",
-            )
-        })?;
-        if !headers.contains_key(GRPC_TIMEOUT) {
-            headers.insert(GRPC_TIMEOUT, crate::deadline::grpc_timeout::encode(timeout));
+    let (request_timeout, checked) = match headers.remove(REQUEST_TIMEOUT) {
+        Some(value) => match value.to_str().ok().and_then(parse_timeout) {
+            Some(timeout) => (Some(timeout), Ok(())),
+            None => (
+                None,
+                Err(field_violation(
+                    Code::InvalidArgument,
+                    "X-Request-Timeout",
+                    "X-Request-Timeout is a duration such as 250ms or 2s, or a number of milliseconds",
+                )),
+            ),
+        },
+        None => (None, Ok(())),
+    };
+    let (sent, from_header) = match headers.get(GRPC_TIMEOUT) {
+        Some(value) => (grpc_timeout::parse(value.as_bytes()).ok(), true),
+        None => (request_timeout, false),
+    };
+    if let Some(sent) = sent {
+        let bounded = deadlines.default_for(grpc_path).map_or(sent, |default| sent.min(default));
+        if bounded < sent || !from_header {
+            headers.insert(GRPC_TIMEOUT, grpc_timeout::encode(bounded));
         }
     }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    Ok(headers)
+    (headers, checked)
 }
 
 /// `250ms`, `2s`, `1m`, or a bare number of milliseconds.
@@ -235,9 +296,9 @@ fn is_from_string(name: &str) -> bool {
 fn idempotency_key(
     message: &MessageDescriptor,
     object: &mut Map<String, Value>,
-    headers: &HeaderMap,
+    header: Option<&HeaderValue>,
 ) -> Result<(), Status> {
-    let Some(header) = headers.get(IDEMPOTENCY_KEY) else { return Ok(()) };
+    let Some(header) = header else { return Ok(()) };
     let Some(field) = message.get_field_by_name(IDEMPOTENCY_FIELD) else { return Ok(()) };
     let header = header.to_str().map_err(|_| {
         field_violation(Code::InvalidArgument, IDEMPOTENCY_FIELD, "the Idempotency-Key header is not printable ASCII")
@@ -292,6 +353,8 @@ pub(crate) fn field_violation(code: Code, field: &str, description: &str) -> Sta
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn pool() -> prost_reflect::DescriptorPool {
@@ -353,11 +416,8 @@ mod tests {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             set_param(&descriptor, &mut object, &name, &value, ParamSource::Query)?;
         }
-        let mut headers = HeaderMap::new();
-        if let Some(key) = key {
-            headers.insert(IDEMPOTENCY_KEY, key.parse().unwrap());
-        }
-        idempotency_key(&descriptor, &mut object, &headers)?;
+        let key = key.map(|key| HeaderValue::from_str(key).unwrap());
+        idempotency_key(&descriptor, &mut object, key.as_ref())?;
         decode(&descriptor, Value::Object(object))
     }
 
@@ -406,18 +466,56 @@ mod tests {
 
     #[test]
     fn request_timeouts_read_as_durations_or_milliseconds() {
-        assert_eq!(parse_timeout("250"), Some(std::time::Duration::from_millis(250)));
-        assert_eq!(parse_timeout("2s"), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(parse_timeout("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_timeout("soon"), None);
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_TIMEOUT, "1500ms".parse().unwrap());
         headers.insert(header::CONTENT_LENGTH, "3".parse().unwrap());
-        let metadata = metadata(headers).unwrap();
-        assert_eq!(
-            metadata[GRPC_TIMEOUT],
-            crate::deadline::grpc_timeout::encode(std::time::Duration::from_millis(1500))
-        );
+        let (metadata, checked) = metadata(headers, "/t.S/M", &DeadlineOptions::default());
+        assert!(checked.is_ok());
+        assert_eq!(metadata[GRPC_TIMEOUT], grpc_timeout::encode(Duration::from_millis(1500)));
         assert_eq!(metadata[header::CONTENT_TYPE], "application/grpc");
         assert!(!metadata.contains_key(header::CONTENT_LENGTH));
+        // A malformed one is reported (the call fails with it when its body is read) and sets no deadline.
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_TIMEOUT, "soon".parse().unwrap());
+        let (without, checked) = super::metadata(headers, "/t.S/M", &DeadlineOptions::default());
+        assert_eq!(checked.unwrap_err().code(), Code::InvalidArgument);
+        assert!(!without.contains_key(GRPC_TIMEOUT) && !without.contains_key(REQUEST_TIMEOUT));
+    }
+
+    /// The `grpc-timeout` the gRPC request gets for these headers, under a 2 s default for `/t.S/Short` and none
+    /// for `/t.S/Feed`.
+    fn deadline(path: &str, headers: &[(&'static str, &str)]) -> Option<HeaderValue> {
+        let mut deadlines = DeadlineOptions::default();
+        deadlines.methods.insert("/t.S/Short".into(), Duration::from_secs(2));
+        deadlines.methods.insert("/t.S/Feed".into(), Duration::ZERO);
+        let headers = headers.iter().map(|(name, value)| (HeaderName::from_static(name), value.parse().unwrap()));
+        let (mut metadata, checked) = metadata(headers.collect(), path, &deadlines);
+        assert!(checked.is_ok());
+        metadata.remove(GRPC_TIMEOUT)
+    }
+
+    fn timeout(duration: Duration) -> Option<HeaderValue> {
+        Some(grpc_timeout::encode(duration))
+    }
+
+    #[test]
+    fn a_callers_deadline_is_bounded_by_the_methods_default() {
+        let (hour, two) = (Duration::from_secs(3600), Duration::from_secs(2));
+        // Either header, above the default: the default.
+        assert_eq!(deadline("/t.S/Short", &[("x-request-timeout", "1h")]), timeout(two));
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "1H")]), timeout(two));
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "1H"), ("x-request-timeout", "1s")]), timeout(two));
+        // Below it: as sent. The global default (30 s) bounds the methods without their own.
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "1500m")]), Some(HeaderValue::from_static("1500m")));
+        assert_eq!(deadline("/t.S/Short", &[("x-request-timeout", "250ms")]), timeout(Duration::from_millis(250)));
+        assert_eq!(deadline("/t.S/Other", &[("x-request-timeout", "1h")]), timeout(Duration::from_secs(30)));
+        // No default (0s): no bound. No deadline sent: none added (the deadline layer applies the default).
+        assert_eq!(deadline("/t.S/Feed", &[("x-request-timeout", "1h")]), timeout(hour));
+        assert_eq!(deadline("/t.S/Short", &[]), None);
+        // A malformed grpc-timeout is left for the deadline layer to ignore.
+        assert_eq!(deadline("/t.S/Short", &[("grpc-timeout", "soon")]), Some(HeaderValue::from_static("soon")));
     }
 }

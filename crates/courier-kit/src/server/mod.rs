@@ -32,8 +32,8 @@ use tower::Service;
 use crate::admin::Readiness;
 use crate::auth::{Authenticator, MethodScopes};
 use crate::layers::{
-    AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, FaultLayer, RecvLimitLayer,
-    RpcMetricsLayer, TraceLayer,
+    AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, DeadlineOptions, FaultLayer,
+    RecvLimitLayer, RpcMetricsLayer, TraceLayer,
 };
 use crate::rest::{Rest, RestLayer};
 pub use in_process::InProcess;
@@ -192,6 +192,8 @@ pub async fn serve(
         tracing::warn!(?methods, "fault injection is ON: these methods will be delayed, failed or dropped on purpose");
     }
 
+    // One copy of the deadlines, for the deadline layer and the REST edge that bounds its callers' by them.
+    let deadlines = DeadlineLayer::new(&options.deadlines);
     // Every call passes the same layers, from the listener or from this process itself; the layers share their
     // state (one concurrency limit, one set of faults), as when the process's own calls came over its socket.
     // Keep this order in step with the list in `crate::layers`.
@@ -202,7 +204,7 @@ pub async fn serve(
         .layer(ContentTypeLayer)
         .layer(auth_layer)
         .layer(FaultLayer::new(&options.faults))
-        .layer(DeadlineLayer::new(&options.deadlines))
+        .layer(deadlines.clone())
         .layer(ConcurrencyLimitLayer::with_overload(options.max_concurrent_calls, &options.overload))
         .layer(RecvLimitLayer::new(options.max_recv_message_bytes))
         .into_inner();
@@ -216,7 +218,7 @@ pub async fn serve(
 
     // REST/JSON in front of it all, for the listener only (the process's own calls are gRPC).
     let rest = if options.rest {
-        rest_layer(&descriptor_sets, &names, options.max_recv_message_bytes)?
+        rest_layer(&descriptor_sets, &names, options.max_recv_message_bytes, deadlines.options())?
     } else {
         RestLayer::off()
     };
@@ -304,8 +306,15 @@ impl Health for DrainingHealth {
 }
 
 /// The REST edge for the services named `names`, from the rules in their descriptor sets.
-fn rest_layer(descriptor_sets: &[&[u8]], names: &[&str], max_body_bytes: usize) -> Result<RestLayer, ServeError> {
-    let rest = Rest::from_descriptor_sets(descriptor_sets, names, max_body_bytes).map_err(ServeError::Rest)?;
+fn rest_layer(
+    descriptor_sets: &[&[u8]],
+    names: &[&str],
+    max_body_bytes: usize,
+    deadlines: &Arc<DeadlineOptions>,
+) -> Result<RestLayer, ServeError> {
+    let rest = Rest::from_descriptor_sets(descriptor_sets, names, max_body_bytes)
+        .map_err(ServeError::Rest)?
+        .with_deadlines(deadlines.clone());
     for (method, path, grpc) in rest.routes() {
         tracing::debug!(%method, %path, %grpc, "REST route");
     }
