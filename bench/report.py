@@ -42,6 +42,7 @@ rows = [
     ("courier up, REST/JSON on the same port", "Authorize", load("courier-authorize-rest")),
     ("courier up, REST/JSON on the same port", "GetUser", load("courier-get-user-rest")),
     ("courier up on PostgreSQL 15 (local)", "Authorize", load("courier-postgres")),
+    ("courier up, store of 1M accounts and 10M authorizations", "Authorize", load("courier-big")),
     ("Python grpcio + sqlite3 + Python risk", "Authorize", load("python-authorize")),
 ]
 print("| server | call | transport | calls/s (closed loop) | p50 ms | p99 ms | server CPU per call | "
@@ -72,8 +73,14 @@ print(f"| resident memory (VmRSS) with {idle} idle client connections | {rss_idl
       f"(before: {rss_before / 1024:.1f} MiB; {held['ok']} connections answered) |")
 for call in ("GetUser", "Authorize"):
     r, g = rest[call], grpc[call]
-    print(f"| REST/JSON against gRPC, {call} | {times(cpu(r), cpu(g))} the server CPU per call, "
-          f"{times(g['throughput'], r['throughput'])} fewer calls/s |")
+    print(f"| REST/JSON against gRPC, {call} | REST costs {times(cpu(r), cpu(g))} gRPC's server CPU per call; "
+          f"gRPC answers {times(g['throughput'], r['throughput'])} REST's calls/s |")
+
+big = load("courier-big")
+if big is not None:
+    started, listening = (float(x) for x in open(os.path.join(out, "courier-big-startup.txt")).read().split())
+    print(f"| start-up on the store of 1M accounts and 10M authorizations (to listening) | "
+          f"{listening - started:.1f} s |")
 
 python = load("python-authorize")
 postgres = load("courier-postgres")
@@ -91,6 +98,9 @@ targets = [
 if postgres is not None:
     targets.append(("PostgreSQL, one process: >= 5,000 Authorize/s at the same load", postgres["throughput"], "/s",
                     5_000, ">="))
+if big is not None:
+    targets.append(("1M accounts and 10M authorizations stored: server CPU per Authorize <= 1.5x the empty store's",
+                    cpu(big) / cpu(courier), "x", 1.5, "<="))
 print()
 print("| target | measured | met |")
 print("|---|---|---|")

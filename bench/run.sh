@@ -17,7 +17,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: bash bench/run.sh [--duration 10s] [--warmup 2s] [--concurrency 64] [--connections 4] [--accounts 1000]
-                         [--idle 1000] [--workers 10] [--out DIR] [--postgres URL] [--quick]
+                         [--idle 1000] [--workers 10] [--out DIR] [--postgres URL] [--big-store] [--quick]
 
   --duration      measured time per run (default 10s)
   --warmup        unmeasured time before each run (default 2s)
@@ -29,12 +29,14 @@ usage: bash bench/run.sh [--duration 10s] [--warmup 2s] [--concurrency 64] [--co
   --out DIR       where JSON reports, the SVG plot and logs go (default target/bench-results)
   --postgres URL  PostgreSQL server (no database name) for the PostgreSQL row; a database is created and dropped
                   (default postgres://postgres@127.0.0.1:5432; "" leaves the row out)
+  --big-store     also Authorize against a store holding 1M accounts and 10M authorizations, seeded once by
+                  bench/seed.py into target/bench-store (about 7 minutes and 9 GB) and copied for the run
   --quick         smoke run: 2s runs, 1s warm-up, 100 idle connections
 USAGE
 }
 
 duration=10s warmup=2s concurrency=64 connections=4 accounts=1000 idle=1000 workers=10 out=""
-postgres="postgres://postgres@127.0.0.1:5432"
+postgres="postgres://postgres@127.0.0.1:5432" big_store=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -46,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --workers) workers="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --postgres) postgres="$2"; shift 2 ;;
+    --big-store) big_store=1; shift ;;
     --quick) duration=2s warmup=1s idle=100; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -225,6 +228,31 @@ if [[ -n "$postgres" ]] && command -v psql >/dev/null && timeout 2 bash -c ">/de
   psql "$postgres/postgres" -qc "DROP DATABASE $database" >/dev/null
 else
   log "PostgreSQL at ${postgres:-(none)} does not answer: its row is left out"
+fi
+
+# -- 5. courier on a large store (--big-store) -----------------------------------------------------------------
+rm -f "$out/courier-big.json" "$out/courier-big-startup.txt"
+if [[ "$big_store" == 1 ]]; then
+  pristine="$root/target/bench-store"
+  if [[ ! -f "$pristine/courier.db" ]]; then
+    rm -rf "$pristine"
+    mkdir -p "$pristine"
+    # One start creates the tables (migrations); the seed fills them.
+    start seed-up "$courier" up --listen 127.0.0.1:0 --admin-listen off --data-dir "$pristine" --log warn
+    wait_for_line "$work/seed-up.log" "courier: listening on " "$started_pid" >/dev/null
+    stop "$started_pid"
+    "$py" "$here/seed.py" --db "$pristine/courier.db" >&2
+  fi
+  mkdir -p "$work/courier-big"
+  log "copying the seeded store ($(du -h "$pristine/courier.db" | cut -f1))"
+  cp "$pristine/courier.db" "$work/courier-big/"
+  started_at="$(date +%s.%N)"
+  start_courier courier-big
+  echo "$started_at $(date +%s.%N)" >"$out/courier-big-startup.txt"
+  bench courier-big "$url" "${authorize[@]}" --data-dir "$work/courier-big" --server-pid "$courier_pid"
+  stop "$courier_pid"
+  log "courier ledger check on the large store: $("$courier" ledger check --data-dir "$work/courier-big" 2>&1 | tail -1)"
+  rm -rf "$work/courier-big"
 fi
 
 # -- Report ---------------------------------------------------------------------------------------------------
