@@ -70,26 +70,34 @@ async fn slow_list_readers_hold_no_store_connection() {
 }
 
 /// Every pooled connection taken (here by the test itself, as by a load the pool cannot serve): a call waits the
-/// pool's acquire timeout and is answered UNAVAILABLE `STORE_BUSY`, which callers retry, never INTERNAL.
+/// pool's acquire timeout and is answered UNAVAILABLE `STORE_BUSY`, which callers retry, never INTERNAL. (A write:
+/// on SQLite, GetUser's read by id no longer takes a pool connection, and it is answered all the same.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_store_pool_answers_unavailable_store_busy() {
     use tonic_types::StatusExt;
     let server = TestServer::start(Backend::Sqlite).await;
+    let user = server
+        .users()
+        .create_user(pb::CreateUserRequest { name: "Ada".into(), email: "ada@example.com".into() })
+        .await
+        .expect("create a user")
+        .into_inner()
+        .user
+        .expect("the user");
     let pool = server.store.pool();
     let mut held = Vec::new();
     while let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_millis(200), pool.acquire()).await {
         held.push(connection);
     }
     assert_eq!(held.len(), 16, "the default pool size");
-    let status = server
-        .users()
-        .get_user(pb::GetUserRequest { id: "usr_0190f5a0c2b87cc3a1b2c3d4e5f60718".into() })
-        .await
-        .unwrap_err();
+    let suspend = || pb::UpdateUserStatusRequest { id: user.id.clone(), status: pb::UserStatus::Suspended.into() };
+    let status = server.users().update_user_status(suspend()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert_eq!(status.get_error_details().error_info().map(|info| info.reason.as_str()), Some("STORE_BUSY"));
+    // The read by id does not wait for the pool: it reads on the calling thread.
+    let read = server.users().get_user(pb::GetUserRequest { id: user.id.clone() }).await.expect("GetUser");
+    assert_eq!(read.into_inner().user.map(|u| u.status), Some(pb::UserStatus::Active.into()));
     drop(held);
-    let status =
-        server.users().get_user(pb::GetUserRequest { id: "usr_0190f5a0c2b87cc3a1b2c3d4e5f60718".into() }).await;
-    assert_eq!(status.unwrap_err().code(), tonic::Code::NotFound, "served again once connections are free");
+    let updated = server.users().update_user_status(suspend()).await.expect("served again once connections are free");
+    assert_eq!(updated.into_inner().user.map(|u| u.status), Some(pb::UserStatus::Suspended.into()));
 }
