@@ -14,11 +14,9 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// Connections kept open for reads; under more concurrent readers than this a connection is opened for the read
-/// and closed after it.
-const KEPT: usize = 8;
-
-/// Read-only connections to one SQLite file.
+/// Read-only connections to one SQLite file. A read runs to its end without yielding, so no more run at once than
+/// threads call it (the runtime's workers): every connection opened is kept for the next read, and their number
+/// stays at that, where closing extras would make each read past a fixed count pay for opening a file.
 #[derive(Debug)]
 pub struct SqliteReads {
     path: PathBuf,
@@ -26,11 +24,11 @@ pub struct SqliteReads {
 }
 
 impl SqliteReads {
-    /// For a store at `url`; `None` when it is not a SQLite file (`sqlite://PATH[?options]`).
+    /// For a store at `url`; `None` when it is not a SQLite file ([`crate::db::sqlite_file`]).
     pub fn for_url(url: &str) -> Option<Self> {
-        let path = url.strip_prefix("sqlite://")?.split('?').next()?;
+        let path = crate::db::sqlite_file(url)?;
         (!path.is_empty() && path != ":memory:")
-            .then(|| Self { path: PathBuf::from(path), idle: Mutex::new(Vec::with_capacity(KEPT)) })
+            .then(|| Self { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) })
     }
 
     /// Runs `read` on a connection of this thread's own; `None` when that failed in any way (the caller then
@@ -43,10 +41,7 @@ impl SqliteReads {
         };
         let answer = read(&conn).map_err(|e| tracing::debug!(error = %e, "sqlite fast read failed")).ok();
         if answer.is_some() {
-            let mut idle = self.idle.lock().expect("sqlite reads lock");
-            if idle.len() < KEPT {
-                idle.push(conn);
-            }
+            self.idle.lock().expect("sqlite reads lock").push(conn);
         }
         answer
     }
