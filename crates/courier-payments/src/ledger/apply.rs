@@ -404,13 +404,15 @@ impl<'a> Tx<'a> {
     async fn stood_in_today(&mut self, account_id: &str) -> Result<i64, sqlx::Error> {
         const DAY_US: i64 = 24 * 3600 * 1_000_000;
         let midnight = self.now - self.now.rem_euclid(DAY_US);
-        // CAST: PostgreSQL's SUM over BIGINT is NUMERIC.
+        // CAST: PostgreSQL's SUM over BIGINT is NUMERIC. `decided_by = 2` (DECIDER_STAND_IN) is a literal, not a
+        // parameter: it is the condition of the partial index `authorizations_stand_in` (migration 1004), which a
+        // planner uses only when the query names the same constant.
+        const _: () = assert!(Decider::StandIn as i64 == 2);
         let total: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(SUM(amount) AS BIGINT) FROM authorizations \
-             WHERE account_id = $1 AND decided_by = $2 AND created_at_us >= $3 AND decision = $4",
+             WHERE account_id = $1 AND decided_by = 2 AND created_at_us >= $2 AND decision = $3",
         )
         .bind(account_id)
-        .bind(Decider::StandIn as i64)
         .bind(midnight)
         .bind(pb::Decision::Approved as i64)
         .fetch_one(&mut *self.conn)
