@@ -6,6 +6,22 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+/// A status as the `google.rpc.Status` message, details included (tonic carries them already encoded as one): how
+/// a call that answers many items (AuthorizeStream, ScoreBatch) reports one item's failure inside its answer.
+pub fn to_rpc_status(error: &Status) -> tonic_types::pb::Status {
+    use prost::Message;
+    match tonic_types::pb::Status::decode(error.details()) {
+        Ok(mut rich) if !error.details().is_empty() => {
+            rich.code = error.code() as i32;
+            rich.message = error.message().to_owned();
+            rich
+        }
+        _ => {
+            tonic_types::pb::Status { code: error.code() as i32, message: error.message().to_owned(), details: vec![] }
+        }
+    }
+}
+
 /// Field-level validation failures, collected so a client learns every bad field in one round trip.
 ///
 /// ```

@@ -50,29 +50,33 @@ impl RiskAssessor {
         }
     }
 
-    /// The verdict for `cmd`; `account_created_at_us` is context for the account-age rules when known. An error
-    /// (DEADLINE_EXCEEDED) when the caller's deadline, not risk, is what ran out.
-    pub async fn assess(&self, cmd: &AuthorizeCmd, account_created_at_us: Option<i64>) -> Result<Risk, Status> {
+    /// The verdicts for `attempts` (each an authorization and its account's opening time, context for the
+    /// account-age rules when known), in order, with one sub-deadline: one ScoreBatch call with `batch`
+    /// (AuthorizeStream), else one Score call per attempt (Authorize has one). An error (DEADLINE_EXCEEDED) when
+    /// the caller's deadline, not risk, is what ran out; every other failure is `Risk::Unavailable` for the
+    /// attempts it concerns.
+    pub async fn assess(&self, attempts: &[(&AuthorizeCmd, Option<i64>)], batch: bool) -> Result<Vec<Risk>, Status> {
         // The sub-deadline this call gets: risk's own, or less when the caller's deadline cuts it.
         let left = courier_kit::deadline::remaining();
         let cut_by_caller = left.is_some_and(|left| left.saturating_sub(self.reserve) < self.timeout);
         if let Some(left) = left.filter(|left| *left <= self.reserve) {
             return Err(too_short(left, self.reserve));
         }
-        let request = tonic::Request::new(risk::ScoreRequest {
-            account_id: cmd.account_id.clone(),
-            merchant_id: cmd.merchant_id.clone(),
-            amount: cmd.amount,
-            currency: cmd.currency.clone(),
-            account_created_at: account_created_at_us.map(courier_kit::time::timestamp_from_us),
-            available_amount: None,
-        });
-        match self.client.clone().score(request).await {
-            Ok(response) => {
-                let response = response.into_inner();
-                let deny = response.decision() == risk::RiskDecision::Deny;
-                Ok(Risk::Assessed { score: response.score, deny })
-            }
+        let scored = match batch {
+            _ if attempts.is_empty() => return Ok(vec![]),
+            true => self.score_batch(attempts).await,
+            false => self.score_one_by_one(attempts).await,
+        };
+        match scored {
+            Ok(verdicts) => Ok(verdicts
+                .into_iter()
+                .map(|verdict| {
+                    verdict.unwrap_or_else(|| {
+                        tracing::warn!(target: "courier::payments", "risk refused one attempt of a batch; stand-in policy decides");
+                        Risk::Unavailable
+                    })
+                })
+                .collect()),
             // Risk did not get its full sub-deadline and used it up: the caller's short deadline, not risk, failed.
             Err(error) if error.code() == Code::DeadlineExceeded && cut_by_caller => Err(Status::deadline_exceeded(
                 "the deadline ran out while RiskService was scoring (it had less than its own timeout); nothing was \
@@ -80,10 +84,66 @@ impl RiskAssessor {
             )),
             Err(error) => {
                 tracing::warn!(target: "courier::payments", code = ?error.code(), "risk unavailable; stand-in policy decides");
-                Ok(Risk::Unavailable)
+                Ok(vec![Risk::Unavailable; attempts.len()])
             }
         }
     }
+
+    /// ScoreBatch in calls of at most [`MAX_SCORE_BATCH`] attempts, made at once; `None` for an attempt risk
+    /// refused. A RiskService older than ScoreBatch (UNIMPLEMENTED, during a rolling upgrade) is asked with one
+    /// Score per attempt instead of standing them all in.
+    async fn score_batch(&self, attempts: &[(&AuthorizeCmd, Option<i64>)]) -> Result<Vec<Option<Risk>>, Status> {
+        let calls = attempts.chunks(MAX_SCORE_BATCH).map(|chunk| {
+            let request = risk::ScoreBatchRequest { requests: chunk.iter().map(score_request).collect() };
+            let mut client = self.client.clone();
+            async move {
+                let results = client.score_batch(request).await?.into_inner().results;
+                if results.len() != chunk.len() {
+                    let message = format!("ScoreBatch answered {} results for {} attempts", results.len(), chunk.len());
+                    return Err(Status::internal(message));
+                }
+                Ok(results
+                    .into_iter()
+                    .map(|result| match result.result {
+                        Some(risk::score_batch_result::Result::Response(response)) => Some(verdict(&response)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>())
+            }
+        });
+        match futures::future::try_join_all(calls).await {
+            Ok(verdicts) => Ok(verdicts.into_iter().flatten().collect()),
+            Err(error) if error.code() == Code::Unimplemented => self.score_one_by_one(attempts).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    /// One Score call per attempt, made at once.
+    async fn score_one_by_one(&self, attempts: &[(&AuthorizeCmd, Option<i64>)]) -> Result<Vec<Option<Risk>>, Status> {
+        let calls = attempts.iter().map(|attempt| {
+            let mut client = self.client.clone();
+            async move { client.score(score_request(attempt)).await.map(|r| Some(verdict(&r.into_inner()))) }
+        });
+        futures::future::try_join_all(calls).await
+    }
+}
+
+/// Most attempts one ScoreBatch call carries (RiskService refuses more).
+const MAX_SCORE_BATCH: usize = 1_000;
+
+fn score_request((cmd, account_created_at_us): &(&AuthorizeCmd, Option<i64>)) -> risk::ScoreRequest {
+    risk::ScoreRequest {
+        account_id: cmd.account_id.clone(),
+        merchant_id: cmd.merchant_id.clone(),
+        amount: cmd.amount,
+        currency: cmd.currency.clone(),
+        account_created_at: account_created_at_us.map(courier_kit::time::timestamp_from_us),
+        available_amount: None,
+    }
+}
+
+fn verdict(response: &risk::ScoreResponse) -> Risk {
+    Risk::Assessed { score: response.score, deny: response.decision() == risk::RiskDecision::Deny }
 }
 
 /// Where payments' calls to users or risk go.

@@ -286,3 +286,45 @@ async fn malformed_requests_name_every_bad_field() {
     assert!(risk.score(ok).await.is_ok());
     server.shutdown().await;
 }
+
+/// ScoreBatch answers as that many Score calls in order would: each attempt counts for the velocity rule before the
+/// next is scored, a malformed item gets its own INVALID_ARGUMENT while the others are scored, and a batch out of
+/// bounds is refused whole.
+#[tokio::test]
+async fn score_batch_scores_in_order_as_single_calls_would() {
+    let server = RiskServer::with_rules(RULES).await;
+    let mut risk = server.client();
+    let mut requests = vec![request("acct_batch"); 4];
+    requests.insert(2, pb::ScoreRequest { amount: 0, currency: "usd".into(), ..request("acct_batch") });
+    let results = risk.score_batch(pb::ScoreBatchRequest { requests }).await.expect("ScoreBatch").into_inner().results;
+    assert_eq!(results.len(), 5);
+    let velocity: Vec<Option<bool>> = results
+        .iter()
+        .map(|result| match result.result.as_ref().expect("a result") {
+            pb::score_batch_result::Result::Response(response) => {
+                Some(response.reasons.iter().any(|reason| reason.rule_id == "velocity.burst"))
+            }
+            pb::score_batch_result::Result::Error(error) => {
+                assert_eq!(error.code, tonic::Code::InvalidArgument as i32, "{error:?}");
+                let status = tonic::Status::with_details(
+                    tonic::Code::InvalidArgument,
+                    error.message.clone(),
+                    prost::Message::encode_to_vec(error).into(),
+                );
+                assert_eq!(violated_fields(&status), ["amount", "currency"]);
+                None
+            }
+        })
+        .collect();
+    // The fourth valid attempt is the fourth in the window: more than 3 (the malformed one is not an attempt).
+    assert_eq!(velocity, [Some(false), Some(false), None, Some(false), Some(true)]);
+    // The same account's next single Score counts the batch's attempts too.
+    assert!(score(&mut risk, request("acct_batch")).await.rules.contains(&"velocity.burst".to_owned()));
+
+    for size in [0, 1_001] {
+        let requests = vec![request("acct_bounds"); size];
+        let refused = risk.score_batch(pb::ScoreBatchRequest { requests }).await.unwrap_err();
+        assert_eq!(violated_fields(&refused), ["requests"], "{size} attempts");
+    }
+    server.shutdown().await;
+}

@@ -36,7 +36,7 @@ fn every_route_is_an_operation_and_the_client_streams_are_not() {
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().unwrap();
     let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(operations, 19, "4 users + 10 payments + 5 risk routes");
+    assert_eq!(operations, 20, "4 users + 10 payments + 6 risk routes");
     let capture = &paths["/v1/authorizations/{authorization_id}:capture"]["post"];
     assert_eq!(capture["operationId"], "PaymentService_Capture");
     assert_eq!(capture["parameters"][0]["in"], "path");

@@ -281,6 +281,22 @@ impl Ledger {
         self.submit_for_authorization(Op::Authorize(cmd)).await
     }
 
+    /// Decides several authorizations, in order, each as [`Ledger::authorize`] would: all are queued before any
+    /// answer is awaited, so they share the writer's batches (AuthorizeStream).
+    pub async fn authorize_many(&self, cmds: Vec<AuthorizeCmd>) -> Vec<Result<pb::Authorization, LedgerError>> {
+        let mut queued = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            queued.push(self.enqueue(Op::Authorize(cmd)).await);
+        }
+        let answers = queued.into_iter().map(|queued| async move {
+            match queued?.await.map_err(|_| writer_gone())?? {
+                Done::Authorization(authorization) => Ok(authorization),
+                other => unexpected(other),
+            }
+        });
+        futures::future::join_all(answers).await
+    }
+
     /// Captures a hold.
     pub async fn capture(&self, cmd: CaptureCmd) -> Result<pb::Authorization, LedgerError> {
         self.submit_for_authorization(Op::Capture(cmd)).await
@@ -312,12 +328,20 @@ impl Ledger {
     }
 
     async fn submit(&self, op: Op) -> Result<Done, LedgerError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || LedgerError::Unavailable("the ledger writer has stopped".into());
-        let deadline = courier_kit::deadline::current();
-        self.inner.jobs.send(writer::Job { op, reply, deadline }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.enqueue(op).await?.await.map_err(|_| writer_gone())?
     }
+
+    /// Hands `op` to the writer (waiting while its queue is full); the receiver gets the answer.
+    async fn enqueue(&self, op: Op) -> Result<oneshot::Receiver<Result<Done, LedgerError>>, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = courier_kit::deadline::current();
+        self.inner.jobs.send(writer::Job { op, reply, deadline }).await.map_err(|_| writer_gone())?;
+        Ok(answer)
+    }
+}
+
+fn writer_gone() -> LedgerError {
+    LedgerError::Unavailable("the ledger writer has stopped".into())
 }
 
 fn unexpected<T>(done: Done) -> Result<T, LedgerError> {

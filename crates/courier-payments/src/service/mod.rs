@@ -52,42 +52,98 @@ impl PaymentsApi {
         pb::payment_service_server::PaymentServiceServer::new(self).max_decoding_message_size(usize::MAX)
     }
 
-    /// Validates and decides one authorization: the unary call and every message of AuthorizeStream.
-    /// `tenant` is the caller's merchant when authentication restricts it (see [`tenant`]).
-    async fn authorize_one(
+    /// Validates and decides authorizations: one for the unary call, a batch of AuthorizeStream's messages (`None`
+    /// for a message without its request) at once. Each item is decided as it would be alone, in the same steps;
+    /// a batch shares the calls: one to risk, one queueing into the ledger's writer. `tenant` is the caller's
+    /// merchant when authentication restricts it (see [`tenant`]).
+    async fn authorize_many(
         &self,
-        request: &pb::AuthorizeRequest,
-        prefix: &str,
+        requests: &[Option<&pb::AuthorizeRequest>],
+        origin: Origin,
         tenant: Option<&str>,
-    ) -> Result<pb::Authorization, Status> {
-        let request = tenant::bind_authorize(request, tenant)?;
-        let mut cmd = validate::authorize(&request, prefix)?;
-        let stored = self.ledger.stored_authorization(&cmd.merchant_id, &cmd.idempotency_key, &cmd.fingerprint);
-        if let Some(authorization) = stored.await.map_err(to_status)? {
-            return Ok(authorization);
+    ) -> Vec<Result<pb::Authorization, Status>> {
+        let prefix = origin.field_prefix();
+        let mut answers: Vec<Option<Result<pb::Authorization, Status>>> = requests.iter().map(|_| None).collect();
+        // (index in `requests`, command) of the items still being decided.
+        let mut pending = Vec::with_capacity(requests.len());
+        for (index, request) in requests.iter().enumerate() {
+            let Some(request) = request else {
+                let required = tonic_types::FieldViolation::new(prefix.trim_end_matches('.'), "required");
+                answers[index] = Some(Err(status::invalid_argument(vec![required])));
+                continue;
+            };
+            match tenant::bind_authorize(request, tenant).and_then(|request| validate::authorize(&request, prefix)) {
+                Ok(cmd) => pending.push((index, cmd)),
+                Err(error) => answers[index] = Some(Err(error)),
+            }
+        }
+        // A replay (the key was used before) is answered from the store, without asking risk again.
+        let stored = pending
+            .iter()
+            .map(|(_, cmd)| self.ledger.stored_authorization(&cmd.merchant_id, &cmd.idempotency_key, &cmd.fingerprint));
+        let stored = futures::future::join_all(stored).await;
+        let mut new = Vec::with_capacity(pending.len());
+        for ((index, cmd), stored) in pending.into_iter().zip(stored) {
+            match stored.map_err(to_status) {
+                Ok(None) => new.push((index, cmd)),
+                Ok(Some(authorization)) => answers[index] = Some(Ok(authorization)),
+                Err(error) => answers[index] = Some(Err(error)),
+            }
         }
         // A new authorization is decided with risk, never without it because the caller's deadline is short.
-        if self.risk.is_some() {
-            RiskAssessor::check_budget(self.ledger.config().risk_min_budget)?;
+        if let Some(Err(error)) =
+            self.risk.as_ref().map(|_| RiskAssessor::check_budget(self.ledger.config().risk_min_budget))
+        {
+            new.drain(..).for_each(|(index, _)| answers[index] = Some(Err(error.clone())));
         }
-        let facts = self.account_facts(&cmd.account_id).await?;
+        let facts = futures::future::join_all(new.iter().map(|(_, cmd)| self.account_facts(&cmd.account_id))).await;
+        let mut known = Vec::with_capacity(new.len());
+        for ((index, cmd), facts) in new.into_iter().zip(facts) {
+            match facts {
+                Ok(facts) => known.push((index, cmd, facts)),
+                Err(error) => answers[index] = Some(Err(error)),
+            }
+        }
+        if let Err(error) = self.ask_holders_and_risk(&mut known, origin).await {
+            known.drain(..).for_each(|(index, ..)| answers[index] = Some(Err(error.clone())));
+        }
+        let (indexes, cmds): (Vec<usize>, Vec<_>) = known.into_iter().map(|(index, cmd, _)| (index, cmd)).unzip();
+        for (index, decided) in indexes.into_iter().zip(self.ledger.authorize_many(cmds).await) {
+            answers[index] = Some(decided.map_err(to_status));
+        }
+        answers.into_iter().map(|answer| answer.expect("every item was answered")).collect()
+    }
+
+    /// Asks UserService about the holders and RiskService about the new authorizations, and writes the answers
+    /// into their commands. An error (the deadline ran out before risk answered) concerns them all.
+    async fn ask_holders_and_risk(
+        &self,
+        new: &mut [(usize, crate::ledger::AuthorizeCmd, Option<AccountFacts>)],
+        origin: Origin,
+    ) -> Result<(), Status> {
         // The holder and the risk are independent questions to two services: ask both at once.
-        let holder = async {
-            match &facts {
+        let holders = futures::future::join_all(new.iter().map(|(_, _, facts)| async move {
+            match facts {
                 Some(facts) => self.holders.holder(&facts.owner_user_id).await,
                 // An unknown account has no holder to ask about: the ledger declines it with 14.
                 None => Holder::Active,
             }
-        };
-        let risk = async {
+        }));
+        let risks = async {
             match &self.risk {
-                Some(risk) => risk.assess(&cmd, facts.as_ref().map(|f| f.created_at_us)).await,
-                None => Ok(Risk::NotConsulted),
+                Some(risk) => {
+                    let attempts: Vec<_> =
+                        new.iter().map(|(_, cmd, facts)| (cmd, facts.as_ref().map(|f| f.created_at_us))).collect();
+                    risk.assess(&attempts, origin == Origin::Stream).await
+                }
+                None => Ok(vec![Risk::NotConsulted; new.len()]),
             }
         };
-        let (holder, risk) = tokio::join!(holder, risk);
-        (cmd.holder, cmd.risk) = (holder, risk?);
-        self.ledger.authorize(cmd).await.map_err(to_status)
+        let (holders, risks) = tokio::join!(holders, risks);
+        for (((_, cmd, _), holder), risk) in new.iter_mut().zip(holders).zip(risks?) {
+            (cmd.holder, cmd.risk) = (holder, risk);
+        }
+        Ok(())
     }
 
     /// Validates and applies one capture: the unary call and every item of BatchCapture.
@@ -112,6 +168,25 @@ impl PaymentsApi {
         let facts = AccountFacts { owner_user_id: account.owner_user_id, created_at_us };
         self.holders.remember_account(account_id, facts.clone());
         Ok(Some(facts))
+    }
+}
+
+/// Which call an authorization came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Authorize.
+    Unary,
+    /// A message of AuthorizeStream: its request is the `request` field, and risk is asked with ScoreBatch.
+    Stream,
+}
+
+impl Origin {
+    /// How field violations name the request's fields.
+    fn field_prefix(self) -> &'static str {
+        match self {
+            Origin::Unary => "",
+            Origin::Stream => "request.",
+        }
     }
 }
 
@@ -204,8 +279,10 @@ impl pb::payment_service_server::PaymentService for PaymentsApi {
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let tenant = tenant::of(&request);
-        let authorization = self.authorize_one(request.get_ref(), "", tenant.as_deref()).await?;
-        Ok(Response::new(pb::AuthorizeResponse { authorization: Some(authorization) }))
+        let [decided] =
+            <[_; 1]>::try_from(self.authorize_many(&[Some(request.get_ref())], Origin::Unary, tenant.as_deref()).await)
+                .expect("one answer per request");
+        Ok(Response::new(pb::AuthorizeResponse { authorization: Some(decided?) }))
     }
 
     async fn capture(&self, request: Request<pb::CaptureRequest>) -> Result<Response<pb::CaptureResponse>, Status> {

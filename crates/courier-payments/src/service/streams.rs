@@ -4,12 +4,14 @@
 use courier_kit::status::{self, FieldViolations};
 use courier_kit::time::us_from_timestamp;
 use courier_proto::payments::v1 as pb;
+use std::sync::Arc;
+
 use futures::{future, StreamExt};
-use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::{to_status, PaymentsApi, Stream_};
+use super::{to_status, Origin, PaymentsApi, Stream_};
 use crate::ledger::{AuthorizationFilter, Ledger};
 use crate::model::is_account_id;
 
@@ -76,11 +78,13 @@ pub(super) fn watch_events(
     Ok(Box::pin(stream))
 }
 
-/// Each message is answered on its own: a bad one gets its error in its response and the stream goes on. At most
-/// `stream_in_flight` messages are worked on at once, and at most `streams_in_flight` across all streams; the next is
-/// read only when one finishes, so HTTP/2 flow control slows a sender that outruns the ledger instead of the server
-/// buffering without bound. Answers come
-/// in completion order; the correlation id pairs them with requests.
+/// Each message is answered on its own: a bad one gets its error in its response and the stream goes on. The
+/// messages that have arrived are decided together (a batch: one call to risk, one queueing into the ledger's
+/// writer, each message decided as it would be alone), while the next ones arrive. At most `stream_in_flight`
+/// messages are read and not yet answered per stream, and at most `streams_in_flight` worked on across all streams;
+/// the next is read only when one is taken, so HTTP/2 flow control slows a sender that outruns the ledger instead of
+/// the server buffering without bound. Answers come in completion order; the correlation id pairs them with
+/// requests.
 pub(super) fn authorize_stream(
     api: PaymentsApi,
     input: Streaming<pb::AuthorizeStreamRequest>,
@@ -89,59 +93,52 @@ pub(super) fn authorize_stream(
     let in_flight = api.ledger.config().stream_in_flight.max(1);
     // Nothing is read after a message that fails (undecodable bytes, a reset): tonic's Streaming does not end
     // itself on a decode error, and reading on would race a second error ("Unexpected EOF decoding stream.")
-    // against the first in buffer_unordered. So the client gets the first error, every time, and the call ends.
+    // against the first. So the client gets the first error, every time, and the call ends.
     let input = input.scan(false, |failed, message| {
         let emit = (!*failed).then_some(message);
         *failed = emit.as_ref().is_some_and(Result::is_err);
         future::ready(emit)
     });
-    // A process-wide permit (`streams_in_flight`, first come first served) before a message is worked on: many
-    // streams share the store's pool and the writer instead of each putting `stream_in_flight` authorizations on
-    // them. A stream waits for one with the one message it read; nothing more is read meanwhile, so HTTP/2 flow
-    // control holds its sender. (Queued work futures instead of messages cost 176 MiB for 300 streams.)
-    let permits = api.stream_work.clone();
+    // Two permits before a message is worked on: one of this stream's `stream_in_flight`, given back when its
+    // answer is taken, and one of the process's `streams_in_flight` (first come first served), given back when it
+    // is decided, so many streams share the store and the writer instead of each putting `stream_in_flight`
+    // authorizations on them. A stream waits for them with the one message it read; nothing more is read
+    // meanwhile, so HTTP/2 flow control holds its sender. (Queued work futures instead of messages cost 176 MiB
+    // for 300 streams.)
+    let unanswered = Arc::new(Semaphore::new(in_flight));
+    let work = api.stream_work.clone();
     let input = input.then(move |message| {
-        let permits = permits.clone();
-        async move { (permits.acquire_owned().await, message) }
+        let (unanswered, work) = (unanswered.clone(), work.clone());
+        async move {
+            let closed = |_| Status::unavailable("shutting down");
+            let slot = unanswered.acquire_owned().await.map_err(closed);
+            let permit = work.acquire_owned().await.map_err(closed);
+            (slot.and_then(|slot| Ok((slot, permit?))), message)
+        }
     });
     let answers = input
-        .map(move |(permit, message)| {
-            let api = api.clone();
-            let tenant = tenant.clone();
-            // Each message runs as its own task: buffer_unordered only drives its futures while the response is
-            // being read, and a future parked mid-query would hold a pooled connection for as long as the client
-            // does not read. The bound stays: a slot frees only when an answer is taken. The task keeps the
-            // call's deadline.
-            let work = async move {
-                // A broken client stream (undecodable bytes, a reset) ends ours with its status, never a silent OK:
-                // answers not yet sent are found again by their idempotency keys.
-                let message = message?;
-                let result = match &message.request {
-                    Some(request) => api.authorize_one(request, "request.", tenant.as_deref()).await,
-                    None => Err(status::invalid_argument(vec![field_violation("request", "required")])),
-                };
-                Ok(pb::AuthorizeStreamResponse {
-                    correlation_id: message.correlation_id,
-                    result: Some(match result {
-                        Ok(authorization) => pb::authorize_stream_response::Result::Authorization(authorization),
-                        Err(error) => pb::authorize_stream_response::Result::Error(rpc_status(&error)),
-                    }),
-                })
-            };
-            // The call's span too, so the task's log lines and upstream calls carry its trace.
-            let work = work.instrument(tracing::Span::current());
-            let work = async move {
-                // Returned when this authorization is done, whether or not its answer has been taken.
-                let _permit = permit.map_err(|_| Status::unavailable("shutting down"))?;
-                work.await
-            };
+        // What has arrived, up to the bound: one batch.
+        .ready_chunks(in_flight)
+        .map(move |batch| {
+            let (api, tenant) = (api.clone(), tenant.clone());
+            // Each batch runs as its own task: buffer_unordered only drives its futures while the response is being
+            // read, and a future parked mid-query would hold a pooled connection for as long as the client does
+            // not read. The task keeps the call's deadline and its span (log lines and upstream calls carry its
+            // trace).
+            let work = authorize_batch(api, batch, tenant).instrument(tracing::Span::current());
             let task = match courier_kit::deadline::current() {
                 Some(deadline) => tokio::spawn(courier_kit::deadline::scope(deadline, work)),
                 None => tokio::spawn(work),
             };
-            async move { task.await.unwrap_or_else(|e| Err(Status::internal(format!("authorization task: {e}")))) }
+            async move {
+                task.await.unwrap_or_else(|e| vec![(None, Err(Status::internal(format!("authorization task: {e}"))))])
+            }
         })
+        // At most `in_flight` batches: each holds at least one of the stream's slots.
         .buffer_unordered(in_flight)
+        .flat_map(futures::stream::iter)
+        // The slot is given back as its answer is taken.
+        .map(|(_slot, answer)| answer)
         // The first error is the last item.
         .scan(false, |failed, item: Result<pb::AuthorizeStreamResponse, Status>| {
             let emit = (!*failed).then_some(item);
@@ -149,6 +146,55 @@ pub(super) fn authorize_stream(
             future::ready(emit)
         });
     Box::pin(answers)
+}
+
+/// A message of AuthorizeStream with its permits (see [`authorize_stream`]), or why the stream broke.
+type Arrived =
+    (Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Status>, Result<pb::AuthorizeStreamRequest, Status>);
+
+/// Decides a batch of AuthorizeStream's messages; each answer keeps its message's stream slot. A broken client
+/// stream (undecodable bytes, a reset) ends ours with its status after the messages before it, never a silent OK:
+/// answers not yet sent are found again by their idempotency keys.
+async fn authorize_batch(
+    api: PaymentsApi,
+    batch: Vec<Arrived>,
+    tenant: Option<String>,
+) -> Vec<(Option<OwnedSemaphorePermit>, Result<pb::AuthorizeStreamResponse, Status>)> {
+    let mut messages = Vec::with_capacity(batch.len());
+    let mut slots = Vec::with_capacity(batch.len());
+    let mut work_permits = Vec::with_capacity(batch.len());
+    let mut broken = None;
+    for (permits, message) in batch {
+        match permits.and_then(|permits| Ok((permits, message?))) {
+            Ok(((slot, work), message)) => {
+                messages.push(message);
+                slots.push(Some(slot));
+                work_permits.push(work);
+            }
+            Err(error) => {
+                broken = Some(error);
+                break;
+            }
+        }
+    }
+    let requests: Vec<Option<&pb::AuthorizeRequest>> = messages.iter().map(|m| m.request.as_ref()).collect();
+    let decided = api.authorize_many(&requests, Origin::Stream, tenant.as_deref()).await;
+    // Decided: the process's permits go back now, whether or not the answers have been taken.
+    drop(work_permits);
+    let mut answers: Vec<_> = slots
+        .into_iter()
+        .zip(messages)
+        .zip(decided)
+        .map(|((slot, message), result)| {
+            let result = match result {
+                Ok(authorization) => pb::authorize_stream_response::Result::Authorization(authorization),
+                Err(error) => pb::authorize_stream_response::Result::Error(status::to_rpc_status(&error)),
+            };
+            (slot, Ok(pb::AuthorizeStreamResponse { correlation_id: message.correlation_id, result: Some(result) }))
+        })
+        .collect();
+    answers.extend(broken.map(|error| (None, Err(error))));
+    answers
 }
 
 /// Every item is applied independently (each has its own idempotency key); the summary counts them and lists the
@@ -185,7 +231,8 @@ pub(super) async fn batch_capture(
             }
             Err(error) => {
                 summary.failed += 1;
-                let failure = pb::BatchCaptureFailure { index, authorization_id, error: Some(rpc_status(&error)) };
+                let failure =
+                    pb::BatchCaptureFailure { index, authorization_id, error: Some(status::to_rpc_status(&error)) };
                 keep_first_failures(&mut summary, failure);
             }
         }
@@ -204,21 +251,6 @@ fn keep_first_failures(summary: &mut pb::BatchCaptureResponse, failure: pb::Batc
     let latest = summary.failures.iter_mut().max_by_key(|f| f.index).expect("the list is full");
     if failure.index < latest.index {
         *latest = failure;
-    }
-}
-
-/// A tonic status as the `google.rpc.Status` message, details included (tonic carries them already encoded as
-/// one).
-fn rpc_status(error: &Status) -> tonic_types::pb::Status {
-    match tonic_types::pb::Status::decode(error.details()) {
-        Ok(mut rich) if !error.details().is_empty() => {
-            rich.code = error.code() as i32;
-            rich.message = error.message().to_owned();
-            rich
-        }
-        _ => {
-            tonic_types::pb::Status { code: error.code() as i32, message: error.message().to_owned(), details: vec![] }
-        }
     }
 }
 

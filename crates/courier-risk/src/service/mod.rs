@@ -19,6 +19,9 @@ use crate::rollout::RolloutError;
 /// The ErrorInfo domain of every risk error reason.
 pub const ERROR_DOMAIN: &str = "risk.courier.dev";
 
+/// Most attempts one ScoreBatch takes.
+pub const MAX_BATCH: usize = 1_000;
+
 /// The gRPC face of the risk service.
 #[derive(Clone, Debug)]
 pub struct RiskApi {
@@ -66,6 +69,32 @@ impl pb::risk_service_server::RiskService for RiskApi {
         let attempt = validate::score(&request)?;
         let scored = self.engine.score(&attempt);
         Ok(Response::new(wire::score_response(&scored)))
+    }
+
+    async fn score_batch(
+        &self,
+        request: Request<pb::ScoreBatchRequest>,
+    ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        let requests = request.into_inner().requests;
+        if requests.is_empty() || requests.len() > MAX_BATCH {
+            let mut violations = status::FieldViolations::default();
+            violations.add("requests", format!("1 to {MAX_BATCH} attempts (got {})", requests.len()));
+            return Err(violations.into_status());
+        }
+        // In order, one at a time, as that many Score calls would: each attempt is recorded (velocity, first use)
+        // before the next is scored.
+        let results = requests
+            .iter()
+            .map(|request| pb::ScoreBatchResult {
+                result: Some(match validate::score(request) {
+                    Ok(attempt) => {
+                        pb::score_batch_result::Result::Response(wire::score_response(&self.engine.score(&attempt)))
+                    }
+                    Err(error) => pb::score_batch_result::Result::Error(status::to_rpc_status(&error)),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::ScoreBatchResponse { results }))
     }
 
     async fn get_rule_set(

@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ourier/risk/v1/risk.proto\x12\x0f\x63ourier.risk.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x0cScoreRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x36\n\x12\x61\x63\x63ount_created_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x10\x61vailable_amount\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_available_amount\"O\n\nRiskReason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x65ny\x18\x04 \x01(\x08\"l\n\x10ShadowEvaluation\x12\x18\n\x10rule_set_version\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x05\x12/\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1d.courier.risk.v1.RiskDecision\"\xe8\x01\n\rScoreResponse\x12\r\n\x05score\x18\x01 \x01(\x05\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1d.courier.risk.v1.RiskDecision\x12,\n\x07reasons\x18\x03 \x03(\x0b\x32\x1b.courier.risk.v1.RiskReason\x12\x18\n\x10rule_set_version\x18\x04 \x01(\t\x12\x1c\n\x14\x64\x65\x63ided_by_candidate\x18\x05 \x01(\x08\x12\x31\n\x06shadow\x18\x06 \x01(\x0b\x32!.courier.risk.v1.ShadowEvaluation\"8\n\x14\x41mountAboveCondition\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"K\n\x11VelocityCondition\x12\x0b\n\x03max\x18\x01 \x01(\x05\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"1\n\x19MerchantDenyListCondition\x12\x14\n\x0cmerchant_ids\x18\x01 \x03(\t\"\x1b\n\x19\x46irstMerchantUseCondition\"F\n\x13NewAccountCondition\x12/\n\x0cyounger_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"+\n\x18\x44rainsAvailableCondition\x12\x0f\n\x07percent\x18\x01 \x01(\x05\"\xe0\x03\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x65ny\x18\x04 \x01(\x08\x12=\n\x0c\x61mount_above\x18\x05 \x01(\x0b\x32%.courier.risk.v1.AmountAboveConditionH\x00\x12\x36\n\x08velocity\x18\x06 \x01(\x0b\x32\".courier.risk.v1.VelocityConditionH\x00\x12H\n\x12merchant_deny_list\x18\x07 \x01(\x0b\x32*.courier.risk.v1.MerchantDenyListConditionH\x00\x12H\n\x12\x66irst_merchant_use\x18\x08 \x01(\x0b\x32*.courier.risk.v1.FirstMerchantUseConditionH\x00\x12;\n\x0bnew_account\x18\t \x01(\x0b\x32$.courier.risk.v1.NewAccountConditionH\x00\x12\x45\n\x10\x64rains_available\x18\n \x01(\x0b\x32).courier.risk.v1.DrainsAvailableConditionH\x00\x42\x0b\n\tcondition\"d\n\x07RuleSet\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\treview_at\x18\x02 \x01(\x05\x12\x0f\n\x07\x64\x65ny_at\x18\x03 \x01(\x05\x12$\n\x05rules\x18\x04 \x03(\x0b\x32\x15.courier.risk.v1.Rule\"\xae\x01\n\x07Rollout\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\t\x12\x34\n\x0e\x63\x61ndidate_mode\x18\x03 \x01(\x0e\x32\x1c.courier.risk.v1.RolloutMode\x12\x0f\n\x07percent\x18\x04 \x01(\x05\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetRuleSetRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\xdb\x01\n\x12GetRuleSetResponse\x12*\n\x08rule_set\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.RuleSet\x12)\n\x07rollout\x18\x02 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12\x10\n\x08versions\x18\x03 \x03(\t\x12\x12\n\nrules_file\x18\x04 \x01(\t\x12-\n\tloaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11last_reload_error\x18\x06 \x01(\t\"a\n\x11SetRolloutRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12*\n\x04mode\x18\x02 \x01(\x0e\x32\x1c.courier.risk.v1.RolloutMode\x12\x0f\n\x07percent\x18\x03 \x01(\x05\"k\n\x12SetRolloutResponse\x12)\n\x07rollout\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12*\n\x08previous\x18\x02 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\"\x14\n\x12ReloadRulesRequest\"\x81\x01\n\x13ReloadRulesResponse\x12)\n\x07rollout\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12\x10\n\x08versions\x18\x02 \x03(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16GetRolloutStatsRequest\"\xe0\x01\n\x17GetRolloutStatsResponse\x12)\n\x07rollout\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12\x13\n\x0b\x65valuations\x18\x02 \x01(\x03\x12\x1c\n\x14\x64\x65\x63ided_by_candidate\x18\x03 \x01(\x03\x12\x1a\n\x12shadow_evaluations\x18\x04 \x01(\x03\x12\x15\n\rdisagreements\x18\x05 \x01(\x03\x12\x17\n\x0fshadow_stricter\x18\x06 \x01(\x03\x12\x1b\n\x13shadow_more_lenient\x18\x07 \x01(\x03*x\n\x0cRiskDecision\x12\x1d\n\x19RISK_DECISION_UNSPECIFIED\x10\x00\x12\x17\n\x13RISK_DECISION_ALLOW\x10\x01\x12\x18\n\x14RISK_DECISION_REVIEW\x10\x02\x12\x16\n\x12RISK_DECISION_DENY\x10\x03*{\n\x0bRolloutMode\x12\x1c\n\x18ROLLOUT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13ROLLOUT_MODE_SHADOW\x10\x01\x12\x1b\n\x17ROLLOUT_MODE_PERCENTAGE\x10\x02\x12\x18\n\x14ROLLOUT_MODE_ENFORCE\x10\x03\x32\xd9\x04\n\x0bRiskService\x12\x61\n\x05Score\x12\x1d.courier.risk.v1.ScoreRequest\x1a\x1e.courier.risk.v1.ScoreResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/risk:score:\x01*\x12p\n\nGetRuleSet\x12\".courier.risk.v1.GetRuleSetRequest\x1a#.courier.risk.v1.GetRuleSetResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/risk/rule-set\x12r\n\nSetRollout\x12\".courier.risk.v1.SetRolloutRequest\x1a#.courier.risk.v1.SetRolloutResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/risk/rollout:\x01*\x12z\n\x0bReloadRules\x12#.courier.risk.v1.ReloadRulesRequest\x1a$.courier.risk.v1.ReloadRulesResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/risk/rules:reload:\x01*\x12\x84\x01\n\x0fGetRolloutStats\x12\'.courier.risk.v1.GetRolloutStatsRequest\x1a(.courier.risk.v1.GetRolloutStatsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/risk/rollout/statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ourier/risk/v1/risk.proto\x12\x0f\x63ourier.risk.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xc5\x01\n\x0cScoreRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x36\n\x12\x61\x63\x63ount_created_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x10\x61vailable_amount\x18\x06 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_available_amount\"O\n\nRiskReason\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x65ny\x18\x04 \x01(\x08\"l\n\x10ShadowEvaluation\x12\x18\n\x10rule_set_version\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x05\x12/\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1d.courier.risk.v1.RiskDecision\"\xe8\x01\n\rScoreResponse\x12\r\n\x05score\x18\x01 \x01(\x05\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1d.courier.risk.v1.RiskDecision\x12,\n\x07reasons\x18\x03 \x03(\x0b\x32\x1b.courier.risk.v1.RiskReason\x12\x18\n\x10rule_set_version\x18\x04 \x01(\t\x12\x1c\n\x14\x64\x65\x63ided_by_candidate\x18\x05 \x01(\x08\x12\x31\n\x06shadow\x18\x06 \x01(\x0b\x32!.courier.risk.v1.ShadowEvaluation\"D\n\x11ScoreBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.courier.risk.v1.ScoreRequest\"u\n\x10ScoreBatchResult\x12\x32\n\x08response\x18\x01 \x01(\x0b\x32\x1e.courier.risk.v1.ScoreResponseH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"H\n\x12ScoreBatchResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.courier.risk.v1.ScoreBatchResult\"8\n\x14\x41mountAboveCondition\x12\x0e\n\x06\x61mount\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"K\n\x11VelocityCondition\x12\x0b\n\x03max\x18\x01 \x01(\x05\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"1\n\x19MerchantDenyListCondition\x12\x14\n\x0cmerchant_ids\x18\x01 \x03(\t\"\x1b\n\x19\x46irstMerchantUseCondition\"F\n\x13NewAccountCondition\x12/\n\x0cyounger_than\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"+\n\x18\x44rainsAvailableCondition\x12\x0f\n\x07percent\x18\x01 \x01(\x05\"\xe0\x03\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x05\x12\x0c\n\x04\x64\x65ny\x18\x04 \x01(\x08\x12=\n\x0c\x61mount_above\x18\x05 \x01(\x0b\x32%.courier.risk.v1.AmountAboveConditionH\x00\x12\x36\n\x08velocity\x18\x06 \x01(\x0b\x32\".courier.risk.v1.VelocityConditionH\x00\x12H\n\x12merchant_deny_list\x18\x07 \x01(\x0b\x32*.courier.risk.v1.MerchantDenyListConditionH\x00\x12H\n\x12\x66irst_merchant_use\x18\x08 \x01(\x0b\x32*.courier.risk.v1.FirstMerchantUseConditionH\x00\x12;\n\x0bnew_account\x18\t \x01(\x0b\x32$.courier.risk.v1.NewAccountConditionH\x00\x12\x45\n\x10\x64rains_available\x18\n \x01(\x0b\x32).courier.risk.v1.DrainsAvailableConditionH\x00\x42\x0b\n\tcondition\"d\n\x07RuleSet\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\treview_at\x18\x02 \x01(\x05\x12\x0f\n\x07\x64\x65ny_at\x18\x03 \x01(\x05\x12$\n\x05rules\x18\x04 \x03(\x0b\x32\x15.courier.risk.v1.Rule\"\xae\x01\n\x07Rollout\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\t\x12\x34\n\x0e\x63\x61ndidate_mode\x18\x03 \x01(\x0e\x32\x1c.courier.risk.v1.RolloutMode\x12\x0f\n\x07percent\x18\x04 \x01(\x05\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x11GetRuleSetRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"\xdb\x01\n\x12GetRuleSetResponse\x12*\n\x08rule_set\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.RuleSet\x12)\n\x07rollout\x18\x02 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12\x10\n\x08versions\x18\x03 \x03(\t\x12\x12\n\nrules_file\x18\x04 \x01(\t\x12-\n\tloaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11last_reload_error\x18\x06 \x01(\t\"a\n\x11SetRolloutRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12*\n\x04mode\x18\x02 \x01(\x0e\x32\x1c.courier.risk.v1.RolloutMode\x12\x0f\n\x07percent\x18\x03 \x01(\x05\"k\n\x12SetRolloutResponse\x12)\n\x07rollout\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12*\n\x08previous\x18\x02 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\"\x14\n\x12ReloadRulesRequest\"\x81\x01\n\x13ReloadRulesResponse\x12)\n\x07rollout\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12\x10\n\x08versions\x18\x02 \x03(\t\x12-\n\tloaded_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16GetRolloutStatsRequest\"\xe0\x01\n\x17GetRolloutStatsResponse\x12)\n\x07rollout\x18\x01 \x01(\x0b\x32\x18.courier.risk.v1.Rollout\x12\x13\n\x0b\x65valuations\x18\x02 \x01(\x03\x12\x1c\n\x14\x64\x65\x63ided_by_candidate\x18\x03 \x01(\x03\x12\x1a\n\x12shadow_evaluations\x18\x04 \x01(\x03\x12\x15\n\rdisagreements\x18\x05 \x01(\x03\x12\x17\n\x0fshadow_stricter\x18\x06 \x01(\x03\x12\x1b\n\x13shadow_more_lenient\x18\x07 \x01(\x03*x\n\x0cRiskDecision\x12\x1d\n\x19RISK_DECISION_UNSPECIFIED\x10\x00\x12\x17\n\x13RISK_DECISION_ALLOW\x10\x01\x12\x18\n\x14RISK_DECISION_REVIEW\x10\x02\x12\x16\n\x12RISK_DECISION_DENY\x10\x03*{\n\x0bRolloutMode\x12\x1c\n\x18ROLLOUT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13ROLLOUT_MODE_SHADOW\x10\x01\x12\x1b\n\x17ROLLOUT_MODE_PERCENTAGE\x10\x02\x12\x18\n\x14ROLLOUT_MODE_ENFORCE\x10\x03\x32\xd0\x05\n\x0bRiskService\x12\x61\n\x05Score\x12\x1d.courier.risk.v1.ScoreRequest\x1a\x1e.courier.risk.v1.ScoreResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/risk:score:\x01*\x12u\n\nScoreBatch\x12\".courier.risk.v1.ScoreBatchRequest\x1a#.courier.risk.v1.ScoreBatchResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/risk:scoreBatch:\x01*\x12p\n\nGetRuleSet\x12\".courier.risk.v1.GetRuleSetRequest\x1a#.courier.risk.v1.GetRuleSetResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/risk/rule-set\x12r\n\nSetRollout\x12\".courier.risk.v1.SetRolloutRequest\x1a#.courier.risk.v1.SetRolloutResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/risk/rollout:\x01*\x12z\n\x0bReloadRules\x12#.courier.risk.v1.ReloadRulesRequest\x1a$.courier.risk.v1.ReloadRulesResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/risk/rules:reload:\x01*\x12\x84\x01\n\x0fGetRolloutStats\x12\'.courier.risk.v1.GetRolloutStatsRequest\x1a(.courier.risk.v1.GetRolloutStatsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/risk/rollout/statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RISKSERVICE'].methods_by_name['Score']._loaded_options = None
   _globals['_RISKSERVICE'].methods_by_name['Score']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/risk:score:\001*'
+  _globals['_RISKSERVICE'].methods_by_name['ScoreBatch']._loaded_options = None
+  _globals['_RISKSERVICE'].methods_by_name['ScoreBatch']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/risk:scoreBatch:\001*'
   _globals['_RISKSERVICE'].methods_by_name['GetRuleSet']._loaded_options = None
   _globals['_RISKSERVICE'].methods_by_name['GetRuleSet']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/risk/rule-set'
   _globals['_RISKSERVICE'].methods_by_name['SetRollout']._loaded_options = None
@@ -44,52 +47,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RISKSERVICE'].methods_by_name['ReloadRules']._serialized_options = b'\202\323\344\223\002\032\"\025/v1/risk/rules:reload:\001*'
   _globals['_RISKSERVICE'].methods_by_name['GetRolloutStats']._loaded_options = None
   _globals['_RISKSERVICE'].methods_by_name['GetRolloutStats']._serialized_options = b'\202\323\344\223\002\030\022\026/v1/risk/rollout/stats'
-  _globals['_RISKDECISION']._serialized_start=2737
-  _globals['_RISKDECISION']._serialized_end=2857
-  _globals['_ROLLOUTMODE']._serialized_start=2859
-  _globals['_ROLLOUTMODE']._serialized_end=2982
-  _globals['_SCOREREQUEST']._serialized_start=143
-  _globals['_SCOREREQUEST']._serialized_end=340
-  _globals['_RISKREASON']._serialized_start=342
-  _globals['_RISKREASON']._serialized_end=421
-  _globals['_SHADOWEVALUATION']._serialized_start=423
-  _globals['_SHADOWEVALUATION']._serialized_end=531
-  _globals['_SCORERESPONSE']._serialized_start=534
-  _globals['_SCORERESPONSE']._serialized_end=766
-  _globals['_AMOUNTABOVECONDITION']._serialized_start=768
-  _globals['_AMOUNTABOVECONDITION']._serialized_end=824
-  _globals['_VELOCITYCONDITION']._serialized_start=826
-  _globals['_VELOCITYCONDITION']._serialized_end=901
-  _globals['_MERCHANTDENYLISTCONDITION']._serialized_start=903
-  _globals['_MERCHANTDENYLISTCONDITION']._serialized_end=952
-  _globals['_FIRSTMERCHANTUSECONDITION']._serialized_start=954
-  _globals['_FIRSTMERCHANTUSECONDITION']._serialized_end=981
-  _globals['_NEWACCOUNTCONDITION']._serialized_start=983
-  _globals['_NEWACCOUNTCONDITION']._serialized_end=1053
-  _globals['_DRAINSAVAILABLECONDITION']._serialized_start=1055
-  _globals['_DRAINSAVAILABLECONDITION']._serialized_end=1098
-  _globals['_RULE']._serialized_start=1101
-  _globals['_RULE']._serialized_end=1581
-  _globals['_RULESET']._serialized_start=1583
-  _globals['_RULESET']._serialized_end=1683
-  _globals['_ROLLOUT']._serialized_start=1686
-  _globals['_ROLLOUT']._serialized_end=1860
-  _globals['_GETRULESETREQUEST']._serialized_start=1862
-  _globals['_GETRULESETREQUEST']._serialized_end=1898
-  _globals['_GETRULESETRESPONSE']._serialized_start=1901
-  _globals['_GETRULESETRESPONSE']._serialized_end=2120
-  _globals['_SETROLLOUTREQUEST']._serialized_start=2122
-  _globals['_SETROLLOUTREQUEST']._serialized_end=2219
-  _globals['_SETROLLOUTRESPONSE']._serialized_start=2221
-  _globals['_SETROLLOUTRESPONSE']._serialized_end=2328
-  _globals['_RELOADRULESREQUEST']._serialized_start=2330
-  _globals['_RELOADRULESREQUEST']._serialized_end=2350
-  _globals['_RELOADRULESRESPONSE']._serialized_start=2353
-  _globals['_RELOADRULESRESPONSE']._serialized_end=2482
-  _globals['_GETROLLOUTSTATSREQUEST']._serialized_start=2484
-  _globals['_GETROLLOUTSTATSREQUEST']._serialized_end=2508
-  _globals['_GETROLLOUTSTATSRESPONSE']._serialized_start=2511
-  _globals['_GETROLLOUTSTATSRESPONSE']._serialized_end=2735
-  _globals['_RISKSERVICE']._serialized_start=2985
-  _globals['_RISKSERVICE']._serialized_end=3586
+  _globals['_RISKDECISION']._serialized_start=3025
+  _globals['_RISKDECISION']._serialized_end=3145
+  _globals['_ROLLOUTMODE']._serialized_start=3147
+  _globals['_ROLLOUTMODE']._serialized_end=3270
+  _globals['_SCOREREQUEST']._serialized_start=168
+  _globals['_SCOREREQUEST']._serialized_end=365
+  _globals['_RISKREASON']._serialized_start=367
+  _globals['_RISKREASON']._serialized_end=446
+  _globals['_SHADOWEVALUATION']._serialized_start=448
+  _globals['_SHADOWEVALUATION']._serialized_end=556
+  _globals['_SCORERESPONSE']._serialized_start=559
+  _globals['_SCORERESPONSE']._serialized_end=791
+  _globals['_SCOREBATCHREQUEST']._serialized_start=793
+  _globals['_SCOREBATCHREQUEST']._serialized_end=861
+  _globals['_SCOREBATCHRESULT']._serialized_start=863
+  _globals['_SCOREBATCHRESULT']._serialized_end=980
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=982
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=1054
+  _globals['_AMOUNTABOVECONDITION']._serialized_start=1056
+  _globals['_AMOUNTABOVECONDITION']._serialized_end=1112
+  _globals['_VELOCITYCONDITION']._serialized_start=1114
+  _globals['_VELOCITYCONDITION']._serialized_end=1189
+  _globals['_MERCHANTDENYLISTCONDITION']._serialized_start=1191
+  _globals['_MERCHANTDENYLISTCONDITION']._serialized_end=1240
+  _globals['_FIRSTMERCHANTUSECONDITION']._serialized_start=1242
+  _globals['_FIRSTMERCHANTUSECONDITION']._serialized_end=1269
+  _globals['_NEWACCOUNTCONDITION']._serialized_start=1271
+  _globals['_NEWACCOUNTCONDITION']._serialized_end=1341
+  _globals['_DRAINSAVAILABLECONDITION']._serialized_start=1343
+  _globals['_DRAINSAVAILABLECONDITION']._serialized_end=1386
+  _globals['_RULE']._serialized_start=1389
+  _globals['_RULE']._serialized_end=1869
+  _globals['_RULESET']._serialized_start=1871
+  _globals['_RULESET']._serialized_end=1971
+  _globals['_ROLLOUT']._serialized_start=1974
+  _globals['_ROLLOUT']._serialized_end=2148
+  _globals['_GETRULESETREQUEST']._serialized_start=2150
+  _globals['_GETRULESETREQUEST']._serialized_end=2186
+  _globals['_GETRULESETRESPONSE']._serialized_start=2189
+  _globals['_GETRULESETRESPONSE']._serialized_end=2408
+  _globals['_SETROLLOUTREQUEST']._serialized_start=2410
+  _globals['_SETROLLOUTREQUEST']._serialized_end=2507
+  _globals['_SETROLLOUTRESPONSE']._serialized_start=2509
+  _globals['_SETROLLOUTRESPONSE']._serialized_end=2616
+  _globals['_RELOADRULESREQUEST']._serialized_start=2618
+  _globals['_RELOADRULESREQUEST']._serialized_end=2638
+  _globals['_RELOADRULESRESPONSE']._serialized_start=2641
+  _globals['_RELOADRULESRESPONSE']._serialized_end=2770
+  _globals['_GETROLLOUTSTATSREQUEST']._serialized_start=2772
+  _globals['_GETROLLOUTSTATSREQUEST']._serialized_end=2796
+  _globals['_GETROLLOUTSTATSRESPONSE']._serialized_start=2799
+  _globals['_GETROLLOUTSTATSRESPONSE']._serialized_end=3023
+  _globals['_RISKSERVICE']._serialized_start=3273
+  _globals['_RISKSERVICE']._serialized_end=3993
 # @@protoc_insertion_point(module_scope)

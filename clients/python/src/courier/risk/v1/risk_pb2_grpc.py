@@ -56,6 +56,11 @@ class RiskServiceStub:
                 request_serializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.ScoreBatch = channel.unary_unary(
+                '/courier.risk.v1.RiskService/ScoreBatch',
+                request_serializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreBatchRequest.SerializeToString,
+                response_deserializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreBatchResponse.FromString,
+                _registered_method=True)
         self.GetRuleSet = channel.unary_unary(
                 '/courier.risk.v1.RiskService/GetRuleSet',
                 request_serializer=courier_dot_risk_dot_v1_dot_risk__pb2.GetRuleSetRequest.SerializeToString,
@@ -107,6 +112,18 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreBatch(self, request, context):
+        """ScoreBatch rates several authorization attempts in one call, in the
+        order given, exactly as that many Score calls one after the other would
+        (each counts as an attempt). A malformed item gets INVALID_ARGUMENT in
+        its own result and the others are scored; more than 1,000 items fail the
+        call with INVALID_ARGUMENT. PaymentService's AuthorizeStream asks for a
+        whole batch of its messages this way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRuleSet(self, request, context):
         """GetRuleSet returns one loaded rule set (the active one by default), the
         rollout and where the rules came from.
@@ -147,6 +164,11 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreRequest.FromString,
                     response_serializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreResponse.SerializeToString,
+            ),
+            'ScoreBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreBatch,
+                    request_deserializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreBatchRequest.FromString,
+                    response_serializer=courier_dot_risk_dot_v1_dot_risk__pb2.ScoreBatchResponse.SerializeToString,
             ),
             'GetRuleSet': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRuleSet,
@@ -213,6 +235,33 @@ class RiskService:
             '/courier.risk.v1.RiskService/Score',
             courier_dot_risk_dot_v1_dot_risk__pb2.ScoreRequest.SerializeToString,
             courier_dot_risk_dot_v1_dot_risk__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.risk.v1.RiskService/ScoreBatch',
+            courier_dot_risk_dot_v1_dot_risk__pb2.ScoreBatchRequest.SerializeToString,
+            courier_dot_risk_dot_v1_dot_risk__pb2.ScoreBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

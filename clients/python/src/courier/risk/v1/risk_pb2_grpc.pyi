@@ -55,6 +55,14 @@ class RiskServiceStub:
     and first-use rules. Malformed requests are INVALID_ARGUMENT with every
     bad field listed.
     """
+    ScoreBatch: _grpc.UnaryUnaryMultiCallable[_risk_pb2.ScoreBatchRequest, _risk_pb2.ScoreBatchResponse]
+    """ScoreBatch rates several authorization attempts in one call, in the
+    order given, exactly as that many Score calls one after the other would
+    (each counts as an attempt). A malformed item gets INVALID_ARGUMENT in
+    its own result and the others are scored; more than 1,000 items fail the
+    call with INVALID_ARGUMENT. PaymentService's AuthorizeStream asks for a
+    whole batch of its messages this way.
+    """
     GetRuleSet: _grpc.UnaryUnaryMultiCallable[_risk_pb2.GetRuleSetRequest, _risk_pb2.GetRuleSetResponse]
     """GetRuleSet returns one loaded rule set (the active one by default), the
     rollout and where the rules came from.
@@ -99,6 +107,14 @@ class RiskServiceAsyncStub(RiskServiceStub):
     """Score rates one authorization attempt and records it for the velocity
     and first-use rules. Malformed requests are INVALID_ARGUMENT with every
     bad field listed.
+    """
+    ScoreBatch: _aio.UnaryUnaryMultiCallable[_risk_pb2.ScoreBatchRequest, _risk_pb2.ScoreBatchResponse]  # type: ignore[assignment]
+    """ScoreBatch rates several authorization attempts in one call, in the
+    order given, exactly as that many Score calls one after the other would
+    (each counts as an attempt). A malformed item gets INVALID_ARGUMENT in
+    its own result and the others are scored; more than 1,000 items fail the
+    call with INVALID_ARGUMENT. PaymentService's AuthorizeStream asks for a
+    whole batch of its messages this way.
     """
     GetRuleSet: _aio.UnaryUnaryMultiCallable[_risk_pb2.GetRuleSetRequest, _risk_pb2.GetRuleSetResponse]  # type: ignore[assignment]
     """GetRuleSet returns one loaded rule set (the active one by default), the
@@ -147,6 +163,20 @@ class RiskServiceServicer(metaclass=_abc_1.ABCMeta):
         """Score rates one authorization attempt and records it for the velocity
         and first-use rules. Malformed requests are INVALID_ARGUMENT with every
         bad field listed.
+        """
+
+    @_abc_1.abstractmethod
+    def ScoreBatch(
+        self,
+        request: _risk_pb2.ScoreBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_risk_pb2.ScoreBatchResponse, _abc.Awaitable[_risk_pb2.ScoreBatchResponse]]:
+        """ScoreBatch rates several authorization attempts in one call, in the
+        order given, exactly as that many Score calls one after the other would
+        (each counts as an attempt). A malformed item gets INVALID_ARGUMENT in
+        its own result and the others are scored; more than 1,000 items fail the
+        call with INVALID_ARGUMENT. PaymentService's AuthorizeStream asks for a
+        whole batch of its messages this way.
         """
 
     @_abc_1.abstractmethod
