@@ -30,6 +30,11 @@ impl DbConfig {
     }
 }
 
+/// What every SQLite connection runs first (the pool's, and the ledger writer's own). WAL: readers and the writer
+/// do not block each other. FULL: fsync on every commit, so an acknowledged write survives power loss.
+/// busy_timeout: a second writer (another process) waits for the lock instead of failing at once.
+pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;";
+
 /// Opens the pool, creating a SQLite file (and its directory) if needed, and applies `migrations`.
 pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, sqlx::Error> {
     static DRIVERS: Once = Once::new();
@@ -58,11 +63,7 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 if conn.backend_name() == "SQLite" {
-                    // WAL: readers and the writer do not block each other. FULL: fsync on every commit, so an
-                    // acknowledged write survives power loss. busy_timeout: a second writer (another process)
-                    // waits for the lock instead of failing at once.
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-                        .await?;
+                    conn.execute(SQLITE_PRAGMAS).await?;
                 }
                 Ok(())
             })

@@ -10,9 +10,8 @@ use std::collections::HashMap;
 
 use courier_proto::payments::v1 as pb;
 use prost::Message;
-use sqlx::AnyConnection;
-use sqlx::{Any, Transaction};
 
+use super::conn::{Columns, Conn, Param};
 use super::idempotency;
 use super::metrics::Decided;
 use super::rows::{self, AccountRow, AUTHORIZATION_COLUMNS};
@@ -30,8 +29,8 @@ type Answer = Result<Done, LedgerError>;
 const SWEEP_LIMIT: i64 = 512;
 
 /// The writer's view of one open transaction.
-pub(super) struct Tx<'a> {
-    conn: &'a mut AnyConnection,
+pub(super) struct Tx<'a, C: Conn> {
+    conn: &'a mut C,
     config: &'a PaymentsConfig,
     now: i64,
     sequence: i64,
@@ -44,22 +43,19 @@ pub(super) struct Tx<'a> {
     stood_in_staged: HashMap<String, i64>,
 }
 
-impl<'a> Tx<'a> {
-    /// Takes the ledger lock (the `ledger_meta` row) and reads the last sequence number.
+impl<'a, C: Conn> Tx<'a, C> {
+    /// Takes the ledger lock (the `ledger_meta` row) and reads the last sequence number, on `conn`, inside the
+    /// batch's transaction.
     pub async fn begin(
-        transaction: &'a mut Transaction<'_, Any>,
+        conn: &'a mut C,
         stage: &'a mut Stage,
         config: &'a PaymentsConfig,
         now: i64,
-    ) -> Result<Tx<'a>, sqlx::Error> {
-        let conn: &mut AnyConnection = transaction;
+    ) -> Result<Tx<'a, C>, sqlx::Error> {
         // An UPDATE, not a SELECT: it takes the row lock on PostgreSQL (and the write lock on SQLite) first, so
         // concurrent writers from other processes wait here instead of deadlocking later.
-        let sequence: i64 = sqlx::query_scalar(
-            "UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1 RETURNING last_sequence",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        let sql = "UPDATE ledger_meta SET last_sequence = last_sequence WHERE id = 1 RETURNING last_sequence";
+        let sequence = conn.scalar(sql, &[]).await?.ok_or(sqlx::Error::RowNotFound)?;
         stage.reset();
         let (decided, stood_in_staged) = (Vec::new(), HashMap::new());
         Ok(Tx { conn, config, now, sequence, first_sequence: sequence, decided, stage, stood_in_staged })
@@ -112,10 +108,8 @@ impl<'a> Tx<'a> {
     pub async fn finish(self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
         self.stage.flush(self.conn, self.now, self.config.outbox).await?;
         if self.sequence != self.first_sequence {
-            sqlx::query("UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1")
-                .bind(self.sequence)
-                .execute(&mut *self.conn)
-                .await?;
+            let sql = "UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1";
+            self.conn.execute(sql, &[Param::Int(self.sequence)]).await?;
         }
         Ok((self.sequence, self.decided))
     }
@@ -318,16 +312,12 @@ impl<'a> Tx<'a> {
             "SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE status = $1 AND expires_at_us <= $2 \
              ORDER BY expires_at_us LIMIT $3"
         );
-        let due = sqlx::query(&sql)
-            .bind(AuthStatus::Held as i64)
-            .bind(self.now)
-            .bind(SWEEP_LIMIT)
-            .fetch_all(&mut *self.conn)
-            .await?;
+        let params = [Param::Int(AuthStatus::Held as i64), Param::Int(self.now), Param::Int(SWEEP_LIMIT)];
+        let due = self.conn.fetch(&sql, &params).await?;
         let mut report = SweepReport::default();
         for row in &due {
             // This batch may already have resolved the hold: the staged row is the truth.
-            let id: String = sqlx::Row::try_get(row, "id")?;
+            let id = row.text("id")?;
             let Some(mut authorization) = self.stage.authorization(self.conn, &id).await? else { continue };
             if authorization.status != AuthStatus::Held as i32 {
                 continue;
@@ -336,11 +326,8 @@ impl<'a> Tx<'a> {
             report.expired += 1;
         }
         let cutoff = self.now.saturating_sub(duration_us(self.config.idempotency_retention));
-        let forgotten = sqlx::query("DELETE FROM idempotency_keys WHERE created_at_us < $1")
-            .bind(cutoff)
-            .execute(&mut *self.conn)
-            .await?;
-        report.forgotten_keys = forgotten.rows_affected();
+        let sql = "DELETE FROM idempotency_keys WHERE created_at_us < $1";
+        report.forgotten_keys = self.conn.execute(sql, &[Param::Int(cutoff)]).await?;
         Ok(Ok(Done::Swept(report)))
     }
 
@@ -408,15 +395,14 @@ impl<'a> Tx<'a> {
         // parameter: it is the condition of the partial index `authorizations_stand_in` (migration 1004), which a
         // planner uses only when the query names the same constant.
         const _: () = assert!(Decider::StandIn as i64 == 2);
-        let total: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(amount) AS BIGINT) FROM authorizations \
-             WHERE account_id = $1 AND decided_by = 2 AND created_at_us >= $2 AND decision = $3",
-        )
-        .bind(account_id)
-        .bind(midnight)
-        .bind(pb::Decision::Approved as i64)
-        .fetch_one(&mut *self.conn)
-        .await?;
+        let total: Option<i64> = self
+            .conn
+            .scalar(
+                "SELECT CAST(SUM(amount) AS BIGINT) FROM authorizations \
+                 WHERE account_id = $1 AND decided_by = 2 AND created_at_us >= $2 AND decision = $3",
+                &[Param::Text(account_id), Param::Int(midnight), Param::Int(pb::Decision::Approved as i64)],
+            )
+            .await?;
         Ok(total.unwrap_or(0) + self.stood_in_staged.get(account_id).copied().unwrap_or(0))
     }
 

@@ -10,11 +10,13 @@
 
 mod apply;
 mod check;
+mod conn;
 mod idempotency;
 mod known_keys;
 mod metrics;
 mod reads;
 mod rows;
+mod sqlite;
 mod stage;
 mod statements;
 mod sweeper;

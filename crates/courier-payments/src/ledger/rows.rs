@@ -7,6 +7,8 @@ use courier_proto::payments::v1 as pb;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::conn::Columns;
+
 pub(super) const ACCOUNT_COLUMNS: &str =
     "id, owner_user_id, currency, credit_limit, posted_balance, held_amount, status, created_at_us, updated_at_us";
 
@@ -58,52 +60,44 @@ pub(super) fn clamp(value: i128) -> i64 {
     i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
 }
 
-pub(super) fn account_from_row(row: &AnyRow) -> Result<AccountRow, sqlx::Error> {
-    let status: i64 = row.try_get("status")?;
+/// An account from a row of the pool (an `AnyRow`) or of the SQLite writer's connection.
+pub(super) fn account_from_row(row: &impl Columns) -> Result<AccountRow, sqlx::Error> {
     Ok(AccountRow {
-        id: row.try_get("id")?,
-        owner_user_id: row.try_get("owner_user_id")?,
-        currency: row.try_get("currency")?,
-        credit_limit: row.try_get("credit_limit")?,
-        posted_balance: row.try_get("posted_balance")?,
-        held_amount: row.try_get("held_amount")?,
-        status: enum_value(status, pb::AccountStatus::try_from)?,
-        created_at_us: row.try_get("created_at_us")?,
-        updated_at_us: row.try_get("updated_at_us")?,
+        id: row.text("id")?,
+        owner_user_id: row.text("owner_user_id")?,
+        currency: row.text("currency")?,
+        credit_limit: row.int("credit_limit")?,
+        posted_balance: row.int("posted_balance")?,
+        held_amount: row.int("held_amount")?,
+        status: enum_value(row.int("status")?, pb::AccountStatus::try_from)?,
+        created_at_us: row.int("created_at_us")?,
+        updated_at_us: row.int("updated_at_us")?,
     })
 }
 
-pub(super) fn authorization_from_row(row: &AnyRow) -> Result<pb::Authorization, sqlx::Error> {
-    let metadata_json: String = row.try_get("metadata_json")?;
+pub(super) fn authorization_from_row(row: &impl Columns) -> Result<pb::Authorization, sqlx::Error> {
     let metadata: BTreeMap<String, String> =
-        serde_json::from_str(&metadata_json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let decision: i64 = row.try_get("decision")?;
-    let reason: i64 = row.try_get("decline_reason")?;
-    let status: i64 = row.try_get("status")?;
-    let expires_at: Option<i64> = row.try_get("expires_at_us")?;
-    let decided_by: i64 = row.try_get("decided_by")?;
-    let risk_score: i64 = row.try_get("risk_score")?;
-    let resolved_at: Option<i64> = row.try_get("resolved_at_us")?;
+        serde_json::from_str(&row.text("metadata_json")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     Ok(pb::Authorization {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        merchant_id: row.try_get("merchant_id")?,
-        amount: row.try_get("amount")?,
-        currency: row.try_get("currency")?,
-        decision: enum_value(decision, pb::Decision::try_from)? as i32,
-        response_code: row.try_get("response_code")?,
-        decline_reason: enum_value(reason, pb::DeclineReason::try_from)? as i32,
-        status: enum_value(status, pb::AuthorizationStatus::try_from)? as i32,
-        held_amount: row.try_get("held_amount")?,
-        captured_amount: row.try_get("captured_amount")?,
-        available_after: row.try_get("available_after")?,
-        description: row.try_get("description")?,
+        id: row.text("id")?,
+        account_id: row.text("account_id")?,
+        merchant_id: row.text("merchant_id")?,
+        amount: row.int("amount")?,
+        currency: row.text("currency")?,
+        decision: enum_value(row.int("decision")?, pb::Decision::try_from)? as i32,
+        response_code: row.text("response_code")?,
+        decline_reason: enum_value(row.int("decline_reason")?, pb::DeclineReason::try_from)? as i32,
+        status: enum_value(row.int("status")?, pb::AuthorizationStatus::try_from)? as i32,
+        held_amount: row.int("held_amount")?,
+        captured_amount: row.int("captured_amount")?,
+        available_after: row.int("available_after")?,
+        description: row.text("description")?,
         metadata,
-        created_at: Some(timestamp_from_us(row.try_get("created_at_us")?)),
-        expires_at: expires_at.map(timestamp_from_us),
-        resolved_at: resolved_at.map(timestamp_from_us),
-        decided_by: enum_value(decided_by, pb::Decider::try_from)? as i32,
-        risk_score: i32::try_from(risk_score).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        created_at: Some(timestamp_from_us(row.int("created_at_us")?)),
+        expires_at: row.opt_int("expires_at_us")?.map(timestamp_from_us),
+        resolved_at: row.opt_int("resolved_at_us")?.map(timestamp_from_us),
+        decided_by: enum_value(row.int("decided_by")?, pb::Decider::try_from)? as i32,
+        risk_score: i32::try_from(row.int("risk_score")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
 }
 

@@ -11,10 +11,8 @@
 use std::collections::HashMap;
 
 use courier_proto::payments::v1 as pb;
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, Row};
 
+use super::conn::{Columns, Conn, Param};
 use super::rows::{self, AccountRow};
 use super::statements::{Statement, StatementTexts};
 
@@ -74,9 +72,9 @@ impl Stage {
 
     /// Fetches, in one query per table, the rows named by `account_ids`, `authorization_ids` and `keys` that are
     /// not cached yet. Rows that do not exist are remembered as absent.
-    pub async fn prefetch(
+    pub async fn prefetch<C: Conn>(
         &mut self,
-        conn: &mut AnyConnection,
+        conn: &mut C,
         account_ids: &[&str],
         authorization_ids: &[&str],
     ) -> Result<(), sqlx::Error> {
@@ -85,7 +83,7 @@ impl Stage {
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             let padded = padded(chunk);
             let sql = self.texts.get(Statement::SelectAuthorizations, padded.len());
-            let found = bind_all(sqlx::query(sql), &padded).fetch_all(&mut *conn).await?;
+            let found = conn.fetch(sql, &texts(&padded)).await?;
             for row in &found {
                 let authorization = rows::authorization_from_row(row)?;
                 self.authorizations.insert(authorization.id.clone(), Cached { row: Some(authorization), dirty: false });
@@ -104,7 +102,7 @@ impl Stage {
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             let padded = padded(chunk);
             let sql = self.texts.get(Statement::SelectAccounts, padded.len());
-            let found = bind_all(sqlx::query(sql), &padded).fetch_all(&mut *conn).await?;
+            let found = conn.fetch(sql, &texts(&padded)).await?;
             for row in &found {
                 let account = rows::account_from_row(row)?;
                 self.accounts.insert(account.id.clone(), Cached { row: Some(account), dirty: false });
@@ -117,11 +115,7 @@ impl Stage {
     }
 
     /// Fetches the stored answers of `(scope, key)` pairs not cached yet, in one query per chunk.
-    pub async fn prefetch_keys(
-        &mut self,
-        conn: &mut AnyConnection,
-        keys: &[(String, &str)],
-    ) -> Result<(), sqlx::Error> {
+    pub async fn prefetch_keys<C: Conn>(&mut self, conn: &mut C, keys: &[(String, &str)]) -> Result<(), sqlx::Error> {
         let mut wanted: Vec<(&str, &str)> = keys
             .iter()
             .map(|(scope, key)| (scope.as_str(), *key))
@@ -132,13 +126,11 @@ impl Stage {
         for chunk in wanted.chunks(ROWS_PER_STATEMENT) {
             let padded = padded(chunk);
             let sql = self.texts.get(Statement::SelectKeys, padded.len());
-            let mut query = sqlx::query(sql);
-            for (scope, key) in &padded {
-                query = query.bind(*scope).bind(*key);
-            }
-            for row in query.fetch_all(&mut *conn).await? {
-                let stored = StoredKey { fingerprint: row.try_get("fingerprint")?, response: row.try_get("response")? };
-                let id = (row.try_get("scope")?, row.try_get("idem_key")?);
+            let params: Vec<Param<'_>> =
+                padded.iter().flat_map(|(scope, key)| [Param::Text(scope), Param::Text(key)]).collect();
+            for row in conn.fetch(sql, &params).await? {
+                let stored = StoredKey { fingerprint: row.text("fingerprint")?, response: row.blob("response")? };
+                let id = (row.text("scope")?, row.text("idem_key")?);
                 self.keys.insert(id, Cached { row: Some(stored), dirty: false });
             }
             for (scope, key) in chunk {
@@ -149,7 +141,7 @@ impl Stage {
     }
 
     /// The account as the batch sees it (fetched if it was not prefetched).
-    pub async fn account(&mut self, conn: &mut AnyConnection, id: &str) -> Result<Option<AccountRow>, sqlx::Error> {
+    pub async fn account(&mut self, conn: &mut impl Conn, id: &str) -> Result<Option<AccountRow>, sqlx::Error> {
         if !self.accounts.contains_key(id) {
             self.prefetch(conn, &[id], &[]).await?;
         }
@@ -159,7 +151,7 @@ impl Stage {
     /// The authorization as the batch sees it (fetched if it was not prefetched).
     pub async fn authorization(
         &mut self,
-        conn: &mut AnyConnection,
+        conn: &mut impl Conn,
         id: &str,
     ) -> Result<Option<pb::Authorization>, sqlx::Error> {
         if !self.authorizations.contains_key(id) {
@@ -171,7 +163,7 @@ impl Stage {
     /// The stored answer for `(scope, key)` as the batch sees it (fetched if it was not prefetched).
     pub async fn stored_key(
         &mut self,
-        conn: &mut AnyConnection,
+        conn: &mut impl Conn,
         scope: &str,
         key: &str,
     ) -> Result<Option<StoredKey>, sqlx::Error> {
@@ -214,88 +206,89 @@ impl Stage {
     /// Writes every change: one multi-row statement per table (per chunk of rows), new rows inserted and changed
     /// rows updated by the same upsert. `now` stamps the new idempotency keys. With `outbox`, the events are
     /// also queued for the outbox relay.
-    pub async fn flush(&mut self, conn: &mut AnyConnection, now: i64, outbox: bool) -> Result<(), sqlx::Error> {
+    pub async fn flush(&mut self, conn: &mut impl Conn, now: i64, outbox: bool) -> Result<(), sqlx::Error> {
         let mut accounts: Vec<&AccountRow> = dirty_rows(&self.accounts);
         accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut params = Vec::new();
         for chunk in power_chunks(&accounts) {
-            let sql = self.texts.get(Statement::UpsertAccounts, chunk.len());
-            let mut query = sqlx::query(sql);
+            params.clear();
             for a in chunk {
-                query = query
-                    .bind(a.id.as_str())
-                    .bind(a.owner_user_id.as_str())
-                    .bind(a.currency.as_str())
-                    .bind(a.credit_limit)
-                    .bind(a.posted_balance)
-                    .bind(a.held_amount)
-                    .bind(a.status as i64)
-                    .bind(a.created_at_us)
-                    .bind(a.updated_at_us);
+                params.extend([
+                    Param::Text(&a.id),
+                    Param::Text(&a.owner_user_id),
+                    Param::Text(&a.currency),
+                    Param::Int(a.credit_limit),
+                    Param::Int(a.posted_balance),
+                    Param::Int(a.held_amount),
+                    Param::Int(a.status as i64),
+                    Param::Int(a.created_at_us),
+                    Param::Int(a.updated_at_us),
+                ]);
             }
-            query.execute(&mut *conn).await?;
+            conn.execute(self.texts.get(Statement::UpsertAccounts, chunk.len()), &params).await?;
         }
 
         let mut authorizations: Vec<&pb::Authorization> = dirty_rows(&self.authorizations);
         authorizations.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        for chunk in power_chunks(&authorizations) {
-            let sql = self.texts.get(Statement::UpsertAuthorizations, chunk.len());
-            let mut query = sqlx::query(sql);
-            for a in chunk {
-                let metadata = serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let metadata = authorizations
+            .iter()
+            .map(|a| serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e))))
+            .collect::<Result<Vec<String>, _>>()?;
+        let mut params = Vec::new();
+        for (chunk, metadata) in power_chunks(&authorizations).zip(power_chunks(&metadata)) {
+            params.clear();
+            for (a, metadata) in chunk.iter().zip(metadata) {
                 let us = |t: &Option<prost_types::Timestamp>| t.as_ref().map(courier_kit::time::us_from_timestamp);
-                query = query
-                    .bind(a.id.as_str())
-                    .bind(a.account_id.as_str())
-                    .bind(a.merchant_id.as_str())
-                    .bind(a.amount)
-                    .bind(a.currency.as_str())
-                    .bind(i64::from(a.decision))
-                    .bind(a.response_code.as_str())
-                    .bind(i64::from(a.decline_reason))
-                    .bind(i64::from(a.status))
-                    .bind(a.held_amount)
-                    .bind(a.captured_amount)
-                    .bind(a.available_after)
-                    .bind(a.description.as_str())
-                    .bind(metadata)
-                    .bind(us(&a.created_at).unwrap_or(now))
-                    .bind(us(&a.expires_at))
-                    .bind(us(&a.resolved_at))
-                    .bind(i64::from(a.decided_by))
-                    .bind(i64::from(a.risk_score));
+                params.extend([
+                    Param::Text(&a.id),
+                    Param::Text(&a.account_id),
+                    Param::Text(&a.merchant_id),
+                    Param::Int(a.amount),
+                    Param::Text(&a.currency),
+                    Param::Int(i64::from(a.decision)),
+                    Param::Text(&a.response_code),
+                    Param::Int(i64::from(a.decline_reason)),
+                    Param::Int(i64::from(a.status)),
+                    Param::Int(a.held_amount),
+                    Param::Int(a.captured_amount),
+                    Param::Int(a.available_after),
+                    Param::Text(&a.description),
+                    Param::Text(metadata),
+                    Param::Int(us(&a.created_at).unwrap_or(now)),
+                    Param::opt_int(us(&a.expires_at)),
+                    Param::opt_int(us(&a.resolved_at)),
+                    Param::Int(i64::from(a.decided_by)),
+                    Param::Int(i64::from(a.risk_score)),
+                ]);
             }
-            query.execute(&mut *conn).await?;
+            conn.execute(self.texts.get(Statement::UpsertAuthorizations, chunk.len()), &params).await?;
         }
 
+        let mut params = Vec::new();
         for chunk in power_chunks(&self.events) {
-            let sql = self.texts.get(Statement::InsertEvents, chunk.len());
-            let mut query = sqlx::query(sql);
+            params.clear();
             for e in chunk {
-                query = query
-                    .bind(e.sequence)
-                    .bind(e.kind as i64)
-                    .bind(e.account_id.as_str())
-                    .bind(e.authorization_id.as_str())
-                    .bind(e.amount)
-                    .bind(e.currency.as_str())
-                    .bind(e.code.as_str())
-                    .bind(now)
-                    .bind(e.decided_by as i64);
+                params.extend([
+                    Param::Int(e.sequence),
+                    Param::Int(e.kind as i64),
+                    Param::Text(&e.account_id),
+                    Param::Text(&e.authorization_id),
+                    Param::Int(e.amount),
+                    Param::Text(&e.currency),
+                    Param::Text(&e.code),
+                    Param::Int(now),
+                    Param::Int(e.decided_by as i64),
+                ]);
             }
-            query.execute(&mut *conn).await?;
+            conn.execute(self.texts.get(Statement::InsertEvents, chunk.len()), &params).await?;
         }
         if outbox {
             if let (Some(first), Some(last)) = (self.events.first(), self.events.last()) {
                 // The batch's events are consecutive: one statement copies them into the outbox, in the same
                 // transaction (and the same commit) as the events themselves.
-                sqlx::query(
-                    "INSERT INTO outbox (sequence, created_at_us) \
-                     SELECT sequence, occurred_at_us FROM events WHERE sequence >= $1 AND sequence <= $2",
-                )
-                .bind(first.sequence)
-                .bind(last.sequence)
-                .execute(&mut *conn)
-                .await?;
+                let sql = "INSERT INTO outbox (sequence, created_at_us) \
+                     SELECT sequence, occurred_at_us FROM events WHERE sequence >= $1 AND sequence <= $2";
+                conn.execute(sql, &[Param::Int(first.sequence), Param::Int(last.sequence)]).await?;
             }
         }
 
@@ -305,18 +298,19 @@ impl Stage {
             .filter(|(_, cached)| cached.dirty)
             .filter_map(|(id, cached)| cached.row.as_ref().map(|row| (id, row)))
             .collect();
+        let mut params = Vec::new();
         for chunk in power_chunks(&keys) {
-            let sql = self.texts.get(Statement::InsertKeys, chunk.len());
-            let mut query = sqlx::query(sql);
+            params.clear();
             for ((scope, key), stored) in chunk {
-                query = query
-                    .bind(scope.as_str())
-                    .bind(key.as_str())
-                    .bind(stored.fingerprint.as_str())
-                    .bind(stored.response.as_slice())
-                    .bind(now);
+                params.extend([
+                    Param::Text(scope),
+                    Param::Text(key),
+                    Param::Text(&stored.fingerprint),
+                    Param::Blob(&stored.response),
+                    Param::Int(now),
+                ]);
             }
-            query.execute(&mut *conn).await?;
+            conn.execute(self.texts.get(Statement::InsertKeys, chunk.len()), &params).await?;
         }
         Ok(())
     }
@@ -354,14 +348,9 @@ fn unique<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     ids.filter(|id| seen.insert(*id)).collect()
 }
 
-fn bind_all<'q>(
-    mut query: Query<'q, Any, AnyArguments<'q>>,
-    values: &'q [&'q str],
-) -> Query<'q, Any, AnyArguments<'q>> {
-    for value in values {
-        query = query.bind(*value);
-    }
-    query
+/// Text values as bound parameters.
+fn texts<'a>(values: &[&'a str]) -> Vec<Param<'a>> {
+    values.iter().map(|value| Param::Text(value)).collect()
 }
 
 #[cfg(test)]

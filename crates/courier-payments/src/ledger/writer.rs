@@ -1,10 +1,14 @@
-//! Group commit: one task takes every queued operation (up to `max_batch`), applies them in order inside one
+//! Group commit: one writer takes every queued operation (up to `max_batch`), applies them in order inside one
 //! transaction and commits once, so N concurrent callers share one fsync instead of queueing for N.
 //!
 //! Answers are sent only after the commit returned: an acknowledged operation is durable. If anything in the batch
 //! fails at the database level, the whole transaction rolls back and every caller in it hears UNAVAILABLE, so no
 //! operation is ever half-written. Business outcomes (declines, rejections) are answers, not failures: they do not
 //! disturb the rest of the batch.
+//!
+//! On PostgreSQL the writer is a task on the server's runtime, taking a pool connection per batch. On SQLite it
+//! is a thread of its own for its whole life, with its own rusqlite connection ([`super::sqlite`]): its statements
+//! are plain blocking calls there, with no thread hop per statement, and they stall no other task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,8 +20,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use courier_kit::db::before_deadline;
 
 use super::apply::Tx;
+use super::conn::{Conn, SqlxConn};
 use super::known_keys::KnownKeys;
 use super::metrics::Decided;
+use super::sqlite::SqliteConn;
 use super::stage::{EventRow, Stage};
 use super::{Done, LedgerError, Op};
 use crate::config::PaymentsConfig;
@@ -52,12 +58,44 @@ pub(super) fn spawn(
     // than piling up unbounded work in memory.
     let (jobs, queue) = mpsc::channel(config.max_batch.max(1) * 4);
     let (committed, watch) = watch::channel(0);
-    tokio::spawn(run(pool, config, clock, queue, committed, stats, known_keys));
+    let url = pool.connect_options().database_url.to_string();
+    match courier_kit::db::sqlite_file(&url) {
+        Some(file) => {
+            let store = OwnSqlite { file: file.to_owned(), conn: None };
+            // Its own current-thread runtime runs the same loop; the queue, the answers and the watch are tokio
+            // channels, which work across runtimes.
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = runtime.expect("a runtime for the SQLite ledger writer");
+            let writer = move || runtime.block_on(run(store, config, clock, queue, committed, stats, known_keys));
+            std::thread::Builder::new()
+                .name("ledger-writer".into())
+                .spawn(writer)
+                .expect("a thread for the SQLite ledger writer");
+        }
+        None => {
+            tokio::spawn(run(Pooled(pool), config, clock, queue, committed, stats, known_keys));
+        }
+    }
     (jobs, watch)
 }
 
+/// Where the writer applies and commits its batches.
+trait Store {
+    /// SQLite or not (the statement texts differ).
+    fn sqlite(&self) -> bool;
+    /// Applies and commits `batch`; see [`Failed`] for what an error means.
+    async fn commit(
+        &mut self,
+        stage: &mut Stage,
+        config: &PaymentsConfig,
+        clock: &Clock,
+        batch: &[Job],
+        deadline: Option<courier_kit::deadline::Instant>,
+    ) -> Result<Applied, Failed>;
+}
+
 async fn run(
-    pool: AnyPool,
+    mut store: impl Store,
     config: PaymentsConfig,
     clock: Clock,
     mut queue: mpsc::Receiver<Job>,
@@ -67,9 +105,7 @@ async fn run(
 ) {
     let max_batch = config.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
-    let mut stage = Stage::new(courier_kit::db::is_sqlite(&pool));
-    // On SQLite the writer keeps one connection from batch to batch (see [`commit`]).
-    let mut held = None;
+    let mut stage = Stage::new(store.sqlite());
     while let Some(first) = queue.recv().await {
         batch.push(first);
         while batch.len() < max_batch {
@@ -93,7 +129,7 @@ async fn run(
         };
         // A batch that started with almost no time left and timed out says nothing about the database.
         let short_budget = courier_kit::db::is_short_budget(deadline);
-        match commit(&pool, &mut held, &mut stage, &config, &clock, &batch, deadline).await {
+        match store.commit(&mut stage, &config, &clock, &batch, deadline).await {
             Ok((answers, last_sequence, decided)) => {
                 super::metrics::committed(batch.len(), started.elapsed(), &decided);
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -136,6 +172,9 @@ async fn run(
 
 type Answers = Vec<Result<Done, LedgerError>>;
 
+/// A batch's answers, its last sequence number and the authorizations it decided.
+type Applied = (Answers, i64, Vec<Decided>);
+
 /// Why a batch has no answers.
 enum Failed {
     /// Proven not committed: nothing of the batch was applied.
@@ -144,83 +183,147 @@ enum Failed {
     Unknown(sqlx::Error),
 }
 
-/// Where an attempt failed.
-enum Attempt {
-    /// Before COMMIT was sent: the transaction never committed.
-    BeforeCommit(sqlx::Error),
-    /// COMMIT itself failed; the answers hold if it committed after all.
-    Commit(sqlx::Error, (Answers, i64, Vec<Decided>)),
-}
-
-/// Applies and commits `batch` on `held` (on SQLite, the connection the last batch committed on) or a connection
-/// from the pool. On SQLite a committed batch's connection is kept for the next: this process is the file's only
-/// writer, so that connection's page cache and prepared statements stay valid from batch to batch, where a
-/// different pool connection each time found its cache stale (another connection had written) and read the
-/// pages again. On PostgreSQL the connection goes back to the pool, whose ping replaces one the server closed.
-/// Any failure discards the connection, held or not.
-async fn commit(
-    pool: &AnyPool,
-    held: &mut Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+/// Applies every operation of `batch` on `conn`, inside the transaction the caller opened, up to (not including)
+/// the COMMIT.
+async fn apply(
+    conn: &mut impl Conn,
     stage: &mut Stage,
     config: &PaymentsConfig,
     clock: &Clock,
     batch: &[Job],
-    deadline: Option<courier_kit::deadline::Instant>,
-) -> Result<(Answers, i64, Vec<Decided>), Failed> {
-    let acquire = || before_deadline(deadline, pool.acquire());
-    let mut conn = match held.take() {
-        Some(conn) => conn,
-        None => acquire().await.map_err(Failed::NotCommitted)?,
-    };
-    if conn.is_in_transaction() {
-        // The pool closes such connections when they come back (courier_kit::db); never build on one.
-        discard(conn).await;
-        conn = acquire().await.map_err(Failed::NotCommitted)?;
+) -> Result<Applied, sqlx::Error> {
+    let mut tx = Tx::begin(conn, stage, config, clock.now_us()).await?;
+    tx.prefetch(batch.iter().map(|job| &job.op)).await?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        answers.push(tx.apply(&job.op).await?);
     }
-    let sqlite = courier_kit::db::is_sqlite(pool);
-    let attempt = attempt(&mut conn, stage, config, clock, batch, deadline, sqlite).await;
-    let error = match attempt {
-        // A COMMIT that "succeeded" with the connection still in a transaction was a RELEASE inside a transaction
-        // that never ends: nothing is durable. Closing the connection rolls that transaction back.
-        Ok(_) if conn.is_in_transaction() => {
-            discard(conn).await;
-            let message = "the commit left the connection inside a transaction; it was rolled back";
-            return Err(Failed::NotCommitted(sqlx::Error::Protocol(message.into())));
-        }
-        Ok(done) => {
-            if sqlite {
-                *held = Some(conn);
+    let (last_sequence, decided) = tx.finish().await?;
+    Ok((answers, last_sequence, decided))
+}
+
+/// The SQLite writer's own connection to `file`, opened when a batch needs it and kept while batches commit. This
+/// process is the file's only writer, so the connection's page cache and prepared statements stay valid from
+/// batch to batch. Any failure closes it, which rolls back whatever transaction SQLite still holds for it (after
+/// SQLITE_FULL, say), and the next batch opens a fresh one.
+struct OwnSqlite {
+    file: String,
+    conn: Option<SqliteConn>,
+}
+
+impl Store for OwnSqlite {
+    fn sqlite(&self) -> bool {
+        true
+    }
+
+    /// Never cut short by a deadline: every statement is a blocking call that either finishes or fails, so when
+    /// this returns the batch committed or it did not, and a failed COMMIT on SQLite (which runs in this process)
+    /// did not.
+    async fn commit(
+        &mut self,
+        stage: &mut Stage,
+        config: &PaymentsConfig,
+        clock: &Clock,
+        batch: &[Job],
+        _deadline: Option<courier_kit::deadline::Instant>,
+    ) -> Result<Applied, Failed> {
+        let mut conn = match self.conn.take() {
+            // A connection is kept only after a COMMIT that left no transaction open; check anyway.
+            Some(conn) if conn.is_autocommit() => conn,
+            _ => SqliteConn::open(&self.file).map_err(Failed::NotCommitted)?,
+        };
+        let attempt = async {
+            // IMMEDIATE: the write lock first, as the ledger_meta UPDATE would take it anyway.
+            conn.execute("BEGIN IMMEDIATE", &[]).await?;
+            let applied = apply(&mut conn, stage, config, clock, batch).await?;
+            conn.execute("COMMIT", &[]).await?;
+            Ok(applied)
+        };
+        match attempt.await {
+            Ok(_) if !conn.is_autocommit() => {
+                let message = "the commit left the connection inside a transaction; it was rolled back";
+                Err(Failed::NotCommitted(sqlx::Error::Protocol(message.into())))
             }
-            return Ok(done);
+            Ok(applied) => {
+                tracing::trace!(target: "courier::ledger", operations = batch.len(), "batch committed");
+                self.conn = Some(conn);
+                Ok(applied)
+            }
+            Err(error) => Err(Failed::NotCommitted(error)),
         }
-        Err(error) => error,
-    };
-    // Any failure: this connection's state (its transaction depth, an aborted or half-open transaction, a broken
-    // socket) is no longer trusted. Closing it ends whatever transaction the database still holds for it, and the
-    // next batch gets a fresh connection, so the writer serves again as soon as the database can.
-    discard(conn).await;
-    match error {
-        Attempt::BeforeCommit(error) => Err(Failed::NotCommitted(error)),
-        // An error the database answered (SQLITE_FULL, a serialization failure) means it did not commit; so does
-        // any failed COMMIT on SQLite, whose COMMIT runs in this process.
-        Attempt::Commit(error @ sqlx::Error::Database(_), _) => Err(Failed::NotCommitted(error)),
-        Attempt::Commit(error, _) if sqlite => Err(Failed::NotCommitted(error)),
-        // The connection broke during COMMIT: it may have committed. Ask the database.
-        Attempt::Commit(error, done) => match stage.last_event() {
-            None => Err(Failed::NotCommitted(error)),
-            Some(last) => match committed_retrying(pool, last).await {
-                Ok(true) => {
-                    tracing::warn!(target: "courier::ledger", %error, "the COMMIT's answer was lost; it had committed");
-                    Ok(done)
-                }
-                Ok(false) => Err(Failed::NotCommitted(error)),
-                Err(check) => {
-                    tracing::warn!(target: "courier::ledger", %check, "checking whether the batch committed failed");
-                    Err(Failed::Unknown(error))
-                }
-            },
-        },
     }
+}
+
+/// Batches on pool connections (PostgreSQL), one per batch; the pool's ping replaces one the server closed.
+struct Pooled(AnyPool);
+
+impl Store for Pooled {
+    fn sqlite(&self) -> bool {
+        false
+    }
+
+    /// Any failure discards the connection.
+    async fn commit(
+        &mut self,
+        stage: &mut Stage,
+        config: &PaymentsConfig,
+        clock: &Clock,
+        batch: &[Job],
+        deadline: Option<courier_kit::deadline::Instant>,
+    ) -> Result<Applied, Failed> {
+        let pool = &self.0;
+        let acquire = || before_deadline(deadline, pool.acquire());
+        let mut conn = acquire().await.map_err(Failed::NotCommitted)?;
+        if conn.is_in_transaction() {
+            // The pool closes such connections when they come back (courier_kit::db); never build on one.
+            discard(conn).await;
+            conn = acquire().await.map_err(Failed::NotCommitted)?;
+        }
+        let attempt = attempt(&mut conn, stage, config, clock, batch, deadline).await;
+        let error = match attempt {
+            // A COMMIT that "succeeded" with the connection still in a transaction was a RELEASE inside a
+            // transaction that never ends: nothing is durable. Closing the connection rolls that transaction back.
+            Ok(_) if conn.is_in_transaction() => {
+                discard(conn).await;
+                let message = "the commit left the connection inside a transaction; it was rolled back";
+                return Err(Failed::NotCommitted(sqlx::Error::Protocol(message.into())));
+            }
+            Ok(done) => return Ok(done),
+            Err(error) => error,
+        };
+        // Any failure: this connection's state (its transaction depth, an aborted or half-open transaction, a
+        // broken socket) is no longer trusted. Closing it ends whatever transaction the database still holds for
+        // it, and the next batch gets a fresh connection, so the writer serves again as soon as the database can.
+        discard(conn).await;
+        match error {
+            Attempt::BeforeCommit(error) => Err(Failed::NotCommitted(error)),
+            // An error the database answered (a serialization failure, a full disk) means it did not commit.
+            Attempt::Commit(error @ sqlx::Error::Database(_), _) => Err(Failed::NotCommitted(error)),
+            // The connection broke during COMMIT: it may have committed. Ask the database.
+            Attempt::Commit(error, done) => match stage.last_event() {
+                None => Err(Failed::NotCommitted(error)),
+                Some(last) => match committed_retrying(pool, last).await {
+                    Ok(true) => {
+                        tracing::warn!(target: "courier::ledger", %error, "the COMMIT's answer was lost; it had committed");
+                        Ok(done)
+                    }
+                    Ok(false) => Err(Failed::NotCommitted(error)),
+                    Err(check) => {
+                        tracing::warn!(target: "courier::ledger", %check, "checking whether the batch committed failed");
+                        Err(Failed::Unknown(error))
+                    }
+                },
+            },
+        }
+    }
+}
+
+/// Where an attempt on a pool connection failed.
+enum Attempt {
+    /// Before COMMIT was sent: the transaction never committed.
+    BeforeCommit(sqlx::Error),
+    /// COMMIT itself failed; the answers hold if it committed after all.
+    Commit(sqlx::Error, Applied),
 }
 
 /// Closes a pooled connection instead of returning it (the pool opens a replacement when needed).
@@ -228,12 +331,9 @@ async fn discard(conn: sqlx::pool::PoolConnection<sqlx::Any>) {
     let _ = conn.detach().close_hard().await;
 }
 
-/// Applies the batch in one transaction on `conn` and commits it. Over the network (PostgreSQL) everything
-/// before the COMMIT gives up at `deadline` (nothing is applied: the connection is then discarded, which rolls
-/// the transaction back), and so does the COMMIT, whose fate [`commit`] then asks the database. SQLite is never
-/// cut short: sqlx runs its statements on a worker thread that goes on with a statement whose future was
-/// dropped, so a cut-short COMMIT could still commit after the answer "not committed", and a cut-short statement
-/// waiting for the write lock takes it after all, in a transaction nobody ends until that connection closes.
+/// Applies the batch in one transaction on `conn` and commits it. Over the network everything before the COMMIT
+/// gives up at `deadline` (nothing is applied: the connection is then discarded, which rolls the transaction
+/// back), and so does the COMMIT, whose fate [`Pooled::commit`] then asks the database.
 async fn attempt(
     conn: &mut sqlx::AnyConnection,
     stage: &mut Stage,
@@ -241,25 +341,13 @@ async fn attempt(
     clock: &Clock,
     batch: &[Job],
     deadline: Option<courier_kit::deadline::Instant>,
-    sqlite: bool,
-) -> Result<(Answers, i64, Vec<Decided>), Attempt> {
+) -> Result<Applied, Attempt> {
     let before = Attempt::BeforeCommit;
-    let deadline = deadline.filter(|_| !sqlite);
     let mut transaction = before_deadline(deadline, conn.begin()).await.map_err(before)?;
-    let staged = before_deadline(deadline, async {
-        let mut tx = Tx::begin(&mut transaction, stage, config, clock.now_us()).await?;
-        tx.prefetch(batch.iter().map(|job| &job.op)).await?;
-        let mut answers = Vec::with_capacity(batch.len());
-        for job in batch {
-            answers.push(tx.apply(&job.op).await?);
-        }
-        let (last_sequence, decided) = tx.finish().await?;
-        Ok((answers, last_sequence, decided))
-    });
+    let mut open = SqlxConn(&mut transaction);
+    let staged = before_deadline(deadline, apply(&mut open, stage, config, clock, batch));
     let (answers, last_sequence, decided) = staged.await.map_err(before)?;
-    let committed =
-        if sqlite { transaction.commit().await } else { before_deadline(deadline, transaction.commit()).await };
-    if let Err(error) = committed {
+    if let Err(error) = before_deadline(deadline, transaction.commit()).await {
         return Err(Attempt::Commit(error, (answers, last_sequence, decided)));
     }
     tracing::trace!(target: "courier::ledger", operations = batch.len(), last_sequence, "batch committed");
@@ -319,5 +407,45 @@ fn not_committed_message(error: &sqlx::Error) -> String {
         "the ledger's disk is full: the batch did not commit and nothing was applied; retry once space is freed".into()
     } else {
         "the batch did not commit: nothing was applied".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::NewAccount;
+
+    fn opens(count: usize) -> Vec<Job> {
+        let open = || NewAccount { owner_user_id: "u".into(), currency: "EUR".into(), credit_limit: 0 };
+        // The answers are not listened to: the test reads what `commit` returns.
+        (0..count).map(|_| Job { op: Op::Open(open()), reply: oneshot::channel().0, deadline: None }).collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_rolls_the_sqlite_batch_back_and_the_next_batch_commits_on_a_fresh_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("courier.db").to_str().unwrap().to_owned();
+        let pool = crate::open_store(&courier_kit::db::DbConfig::new(format!("sqlite://{file}"))).await.unwrap();
+        let mut full = SqliteConn::open(&file).unwrap();
+        // The file may not grow past its size: what a full disk is to SQLite (SQLITE_FULL).
+        let pages = full.scalar("PRAGMA page_count", &[]).await.unwrap().unwrap();
+        full.fetch(&format!("PRAGMA max_page_count = {pages}"), &[]).await.unwrap();
+        let mut store = OwnSqlite { file, conn: Some(full) };
+        let (config, clock, mut stage) = (PaymentsConfig::default(), Clock::system(), Stage::new(true));
+
+        let Err(Failed::NotCommitted(error)) = store.commit(&mut stage, &config, &clock, &opens(500), None).await
+        else {
+            panic!("a batch that does not fit must not commit");
+        };
+        assert!(not_committed_message(&error).contains("disk is full"), "{error}");
+        assert!(store.conn.is_none(), "the failed batch's connection was closed");
+
+        let Ok((answers, _, _)) = store.commit(&mut stage, &config, &clock, &opens(3), None).await else {
+            panic!("the next batch commits on a fresh connection");
+        };
+        assert_eq!(answers.len(), 3);
+        assert!(store.conn.as_ref().is_some_and(SqliteConn::is_autocommit), "kept for the next batch, idle");
+        let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&pool).await.unwrap();
+        assert_eq!(accounts, 3, "nothing of the failed batch was applied");
     }
 }
