@@ -218,7 +218,7 @@ impl Ledger {
     pub async fn start(pool: AnyPool, config: PaymentsConfig, clock: Clock) -> Result<Self, OpenError> {
         let url = pool.connect_options().database_url.to_string();
         let known_keys = match courier_kit::db::sqlite_file(&url) {
-            Some(file) => Some(Arc::new(known_keys::KnownKeys::open(&pool, file).await?)),
+            Some(file) => Some(Arc::new(known_keys::KnownKeys::open(file).await?)),
             None => None,
         };
         let stats = Arc::new(writer::WriterStats::default());
