@@ -1,7 +1,7 @@
 //! Distributed tracing: a span per RPC, W3C `traceparent` in and out, trace ids in every log line, and optional
 //! OTLP export.
 //!
-//! - The server layer [`crate::layers::trace`] opens a span per call (target [`SPAN_TARGET`]) that continues the
+//! - The server layer [`crate::layers::call_end`] opens a span per call (target [`SPAN_TARGET`]) that continues the
 //!   caller's trace from its `traceparent` header ([`traceparent`]) or starts a new one. The handler, the access
 //!   log line and the response body all run inside it, so every log line of the call carries `trace_id` and
 //!   `span_id` (as span fields in the human format, as top-level keys in JSON: [`json`]).
@@ -21,6 +21,7 @@ mod counted;
 mod export;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
+use tracing::field::Value;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -58,16 +59,15 @@ pub(crate) fn rpc_span(path: &str, parent: Option<SpanContext>) -> Span {
         span_id = tracing::field::Empty,
         parent_span_id = tracing::field::Empty,
     );
-    if let Some(parent) = &parent {
+    let parent_span_id = parent.as_ref().map(|parent| tracing::field::display(parent.span_id()));
+    if let Some(parent) = parent {
         // Fails only without the OpenTelemetry layer (tests that install no subscriber): then there are no ids.
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
-        span.record("parent_span_id", tracing::field::display(parent.span_id()));
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
     }
     let own = span_context(&span);
     if own.is_valid() {
         let ids = TraceIds { trace_id: own.trace_id(), span_id: own.span_id() };
-        span.record("trace_id", tracing::field::display(ids.trace_id));
-        span.record("span_id", tracing::field::display(ids.span_id));
+        record_ids(&span, parent_span_id, ids);
         span.with_subscriber(|(id, dispatch)| {
             if let Some(data) = dispatch.downcast_ref::<Registry>().and_then(|registry| registry.span(id)) {
                 data.extensions_mut().insert(ids);
@@ -75,4 +75,21 @@ pub(crate) fn rpc_span(path: &str, parent: Option<SpanContext>) -> Span {
         });
     }
     span
+}
+
+/// Records the span's ids (and its parent's) in one dispatch: each `record` passes every tracing layer (the log
+/// format and OpenTelemetry each take the span's data again), and this is on every call's path.
+fn record_ids(span: &Span, parent_span_id: Option<impl Value>, ids: TraceIds) {
+    let Some(fields) = span.metadata().map(tracing::Metadata::fields) else { return };
+    let (Some(parent), Some(trace), Some(own)) =
+        (fields.field("parent_span_id"), fields.field("trace_id"), fields.field("span_id"))
+    else {
+        return;
+    };
+    let (trace_id, span_id) = (tracing::field::display(ids.trace_id), tracing::field::display(ids.span_id));
+    span.record_all(&fields.value_set(&[
+        (&parent, parent_span_id.as_ref().map(|id| id as &dyn Value)),
+        (&trace, Some(&trace_id as &dyn Value)),
+        (&own, Some(&span_id as &dyn Value)),
+    ]));
 }
