@@ -2,8 +2,9 @@
 //!
 //! - [`server`]: one way to run a set of tonic services with health, reflection, limits, keepalive, an access log
 //!   and graceful shutdown.
-//! - [`layers`]: the nine tower layers that stack runs, outermost first: trace, access log, RPC metrics, content
-//!   type, authentication, fault injection, deadline, concurrency limit with load shedding, receive-size limit.
+//! - [`layers`]: the seven tower layers that stack runs, outermost first: the call's end (trace span, RPC metrics
+//!   and access log from one classification), content type, authentication, fault injection, deadline,
+//!   concurrency limit with load shedding, receive-size limit.
 //! - [`deadline`]: the deadline of the call being served, readable anywhere in its handler.
 //! - [`client`]: the resilient client for service-to-service calls (deadline propagation, retries, circuit
 //!   breaking, balancing over healthy replicas).

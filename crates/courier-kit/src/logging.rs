@@ -1,5 +1,6 @@
-//! `tracing` set-up: human-readable lines by default, one JSON object per line for log pipelines, and the
-//! OpenTelemetry layer that gives each call's span its trace and span ids ([`crate::trace`]).
+//! `tracing` set-up: human-readable lines by default, one JSON object per line for log pipelines, and the layer
+//! that gives each call's span its trace and span ids ([`crate::trace`]: OpenTelemetry's when they are
+//! exported, a lighter one of our own when not).
 
 use std::io::IsTerminal;
 
@@ -12,7 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::trace::json::JsonWithTraceIds;
-use crate::trace::{Telemetry, SPAN_TARGET};
+use crate::trace::{IdsLayer, Telemetry, SPAN_TARGET};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -54,19 +55,24 @@ pub fn init(
                 .boxed()
         }
     };
-    // Only the call spans become OpenTelemetry spans (log events are not copied into them), and only what ids
-    // and export need is collected: no per-poll timing, thread or source location attributes.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(telemetry.tracer())
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_location(false)
-        .with_level(false)
-        .with_context_activation(false)
-        .with_filter(Targets::new().with_target(SPAN_TARGET, Level::INFO));
+    // Only the call spans get ids. When they are exported they become OpenTelemetry spans (log events are not
+    // copied into them), with only what export needs: no per-poll timing, thread or source location attributes.
+    // Otherwise a layer of our own gives them the same ids without building OpenTelemetry spans (`trace::ids`).
+    let call_spans = || Targets::new().with_target(SPAN_TARGET, Level::INFO);
+    let otel = telemetry.exporting().then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(telemetry.tracer())
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_level(false)
+            .with_context_activation(false)
+            .with_filter(call_spans())
+    });
+    let ids = (!telemetry.exporting()).then(|| IdsLayer.with_filter(call_spans()));
     let guard = ConnectionGuardLayer.with_filter(Targets::new().with_target(H2_CONNECTION_TARGET, Level::DEBUG));
     // `try_init` fails only when a subscriber is already set, e.g. by an earlier call in the same test binary.
-    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).with(otel).with(guard).try_init();
+    let _ = tracing_subscriber::registry().with(output.with_filter(filter)).with(otel).with(ids).with(guard).try_init();
     Ok(())
 }
 

@@ -19,7 +19,7 @@ async fn every_attempt_names_the_calling_span_and_calls_outside_a_span_send_none
     // A span of the kind the server layer opens for each call being served.
     let serving = tracing::info_span!(target: trace::SPAN_TARGET, "rpc");
     let context = trace::span_context(&serving);
-    assert!(context.is_valid(), "the OpenTelemetry layer gives the span its ids");
+    assert!(context.is_valid(), "logging gives the span its ids");
     let expected = format!("00-{}-{}-01", context.trace_id(), context.span_id());
 
     server.script.then([Reply::Fail(Code::Unavailable), Reply::Fail(Code::Unavailable), Reply::Ok]);

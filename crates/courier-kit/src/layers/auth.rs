@@ -21,7 +21,7 @@ use http::{HeaderMap, Request, Response};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
-use super::access_log::grpc_code;
+use super::call_end::CallStatus;
 use super::observed_body::{BodyObserver, ObservedBody};
 use crate::auth::{Authenticator, MethodScopes, Principal, Rule};
 
@@ -106,7 +106,7 @@ impl Gate {
             subject: principal.subject.clone(),
             merchant: principal.merchant.clone(),
             method: path.to_owned(),
-            code: None,
+            status: CallStatus::default(),
         });
         Ok(Admission { principal: Some(principal), audit })
     }
@@ -118,24 +118,20 @@ pub struct AuditRecord {
     subject: String,
     merchant: Option<String>,
     method: String,
-    code: Option<tonic::Code>,
+    status: CallStatus,
 }
 
 impl BodyObserver for AuditRecord {
     fn on_trailers(&mut self, trailers: &HeaderMap) {
-        if let Some(code) = grpc_code(trailers) {
-            self.code = Some(code);
-        }
+        self.status.trailers(trailers);
     }
 }
 
 impl Drop for AuditRecord {
     fn drop(&mut self) {
         // No status at all: the body was dropped mid-call (the client cancelled, the connection went away).
-        let (code, reason) = match self.code {
-            Some(code) => (code, ""),
-            None => (tonic::Code::Cancelled, "the call ended without a status"),
-        };
+        let reason = if self.status.code().is_some() { "" } else { "the call ended without a status" };
+        let code = self.status.final_code();
         let merchant = self.merchant.as_deref().unwrap_or("-");
         tracing::info!(
             target: "audit",
@@ -213,13 +209,13 @@ where
                     Ok(response) => {
                         // A trailers-only answer (an error before any message) has its status in the headers.
                         if let Some(record) = audit.as_mut() {
-                            record.code = grpc_code(response.headers());
+                            record.status = CallStatus::from_headers(response.headers());
                         }
                         Ok(response.map(|body| ObservedBody::new(body, audit)))
                     }
                     Err(error) => {
                         if let Some(record) = audit.as_mut() {
-                            record.code = Some(tonic::Code::Internal);
+                            record.status = CallStatus::FAILED;
                         }
                         Err(error)
                     }

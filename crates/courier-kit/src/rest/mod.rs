@@ -34,7 +34,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
 
-use crate::layers::{AccessLogLayer, DeadlineOptions, RpcMetricsLayer, TraceLayer};
+use crate::layers::{CallEndLayer, DeadlineOptions};
 pub use response::http_status;
 
 /// The REST edge of one server: its routes and the types to render JSON with.
@@ -151,8 +151,8 @@ impl Rest {
     }
 
     /// The refusal (`code`, `message`) of a request that matched no route, observed as a call of the method
-    /// [`UNROUTED_METHOD`]: it passes the trace, access log and metrics layers (the caller's `traceparent`
-    /// included), and only those, since there is no method to authenticate, limit or serve. One label for every
+    /// [`UNROUTED_METHOD`]: it passes the call-end layer (span, metrics, access log; the caller's `traceparent`
+    /// included), and only that, since there is no method to authenticate, limit or serve. One label for every
     /// such request keeps the metrics' label values bounded whatever paths clients send.
     async fn unrouted(&self, request: Request<Body>, code: Code, message: String) -> Response<Body> {
         let (mut parts, _body) = request.into_parts();
@@ -165,8 +165,7 @@ impl Rest {
         let refuse = tower::service_fn(move |_: Request<()>| {
             std::future::ready(Ok::<_, Infallible>(Status::new(code, message.clone()).into_http::<Body>()))
         });
-        let observed =
-            tower::ServiceBuilder::new().layer(TraceLayer).layer(AccessLogLayer).layer(RpcMetricsLayer).service(refuse);
+        let observed = CallEndLayer.layer(refuse);
         let Ok(response) = tower::ServiceExt::oneshot(observed, Request::from_parts(parts, ())).await;
         let status = Status::from_header_map(response.headers()).expect("a refusal carries its status");
         // Dropping the observed response ends the call: its access log line is written and it is counted.

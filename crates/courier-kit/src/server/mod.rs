@@ -1,9 +1,9 @@
 //! Running a set of tonic services the way every courier process does.
 //!
 //! [`ServiceSet`] collects the application services; [`serve`] adds `grpc.health.v1.Health` and server reflection (v1
-//! and v1alpha), applies the nine layers of [`crate::layers`] as [`ServerOptions`] configures them, outermost first:
-//! trace, access log, RPC metrics, content type, authentication, fault injection, deadline, concurrency limit with load
-//! shedding, receive-size limit, with gRPC-Web and CORS ([`grpc_web`]) outside them and, with `rest` on (the default), [`crate::rest`] in front of
+//! and v1alpha), applies the seven layers of [`crate::layers`] as [`ServerOptions`] configures them, outermost first:
+//! the call's end (trace span, RPC metrics, access log), content type, authentication, fault injection, deadline,
+//! concurrency limit with load shedding, receive-size limit, with gRPC-Web and CORS ([`grpc_web`]) outside them and, with `rest` on (the default), [`crate::rest`] in front of
 //! all of it on the listener (a JSON request to a `google.api.http` route is transcoded into the gRPC call that then
 //! passes every layer); and runs until the shutdown future resolves. The process's own calls to its services (`ServiceSet::in_process`) go straight into the same
 //! layered stack. Shutdown is graceful: health turns NOT_SERVING and readiness fails first, for `drain_lead` (so
@@ -32,8 +32,8 @@ use tower::Service;
 use crate::admin::Readiness;
 use crate::auth::{Authenticator, MethodScopes};
 use crate::layers::{
-    AccessLogLayer, AuthLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, DeadlineOptions, FaultLayer,
-    RecvLimitLayer, RpcMetricsLayer, TraceLayer,
+    AuthLayer, CallEndLayer, ConcurrencyLimitLayer, ContentTypeLayer, DeadlineLayer, DeadlineOptions, FaultLayer,
+    RecvLimitLayer,
 };
 use crate::rest::{Rest, RestLayer};
 pub use in_process::InProcess;
@@ -198,9 +198,7 @@ pub async fn serve(
     // state (one concurrency limit, one set of faults), as when the process's own calls came over its socket.
     // Keep this order in step with the list in `crate::layers`.
     let layers = tower::ServiceBuilder::new()
-        .layer(TraceLayer)
-        .layer(AccessLogLayer)
-        .layer(RpcMetricsLayer)
+        .layer(CallEndLayer)
         .layer(ContentTypeLayer)
         .layer(auth_layer)
         .layer(FaultLayer::new(&options.faults))
