@@ -144,7 +144,8 @@ mod tests {
     #[tokio::test]
     async fn one_writer_per_file_until_it_closes() {
         let dir = tempfile::tempdir().unwrap();
-        let (pool, file) = store(dir.path()).await;
+        // The pool created and migrated the file; it stays open as the server's would.
+        let (_pool, file) = store(dir.path()).await;
         let first = KnownKeys::open(&file).await.expect("the first writer");
         let second = KnownKeys::open(&file).await.err().expect("a second writer is refused");
         assert!(matches!(second, OpenError::Locked { .. }), "{second}");
