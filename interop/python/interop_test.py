@@ -378,6 +378,11 @@ class RiskClient:
             request.available_amount = available_amount
         return self._stub.Score(request, timeout=self._timeout)
 
+    def score_batch(self, requests: list) -> risk_pb2.ScoreBatchResponse:
+        """ScoreBatch of `requests` (risk_pb2.ScoreRequest), scored in order."""
+        request = risk_pb2.ScoreBatchRequest(requests=requests)
+        return self._stub.ScoreBatch(request, timeout=self._timeout)
+
     def get_rule_set(self, version: str = "") -> risk_pb2.GetRuleSetResponse:
         """The rule set `version` (default: the active one), with the rollout."""
         request = risk_pb2.GetRuleSetRequest(version=version)
@@ -1605,6 +1610,31 @@ class InteropChecks:
         want = ["account_id", "amount", "available_amount", "currency"]
         assert fields == want, f"BadRequest names fields {fields}, want {want}"
 
+    def risk_score_batch(self) -> None:
+        allowed = risk_pb2.ScoreRequest(
+            account_id="acct_interop-batch", merchant_id=MERCHANT, amount=2_500, currency=CURRENCY
+        )
+        malformed = risk_pb2.ScoreRequest(account_id="", merchant_id=MERCHANT, amount=0, currency="usd")
+        denied = risk_pb2.ScoreRequest(
+            account_id="acct_interop-batch", merchant_id=DENIED_MERCHANT, amount=100, currency=CURRENCY
+        )
+        results = self.risk.score_batch([allowed, malformed, denied]).results
+        kinds = [r.WhichOneof("result") for r in results]
+        assert kinds == ["response", "error", "response"], f"results {kinds}, want response, error, response"
+        got = [score_key(results[0].response), score_key(results[2].response)]
+        want = [
+            (RULES_ACTIVE, 0, "RISK_DECISION_ALLOW", False, None),
+            (RULES_ACTIVE, 1000, "RISK_DECISION_DENY", False, None),
+        ]
+        assert got == want, f"(set, score, decision, by candidate, shadow) = {got}, want {want}"
+        error = results[1].error
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0], f"the malformed item's code is {error.code}"
+        fields = sorted(v.field for v in field_violations(error))
+        assert fields == ["account_id", "amount", "currency"], f"BadRequest names fields {fields}"
+        e = expect_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, self.risk.score_batch, [])
+        fields = [v.field for v in field_violations(rich_status(e))]
+        assert fields == ["requests"], f"an empty batch: BadRequest names {fields}, want requests"
+
     def risk_get_rule_set(self) -> None:
         got = self.risk.get_rule_set()
         active = got.rule_set
@@ -1981,6 +2011,8 @@ def main() -> int:
                      [f"{RISK_SERVICE}.Score", "courier.risk.v1.ScoreRequest.available_amount"]),
                     ("Score with four bad fields: INVALID_ARGUMENT, BadRequest on all four", s.risk_score_malformed,
                      [f"{RISK_SERVICE}.Score", "courier.risk.v1.ScoreRequest.available_amount"]),
+                    ("ScoreBatch: in order, a malformed item its own INVALID_ARGUMENT; an empty batch refused",
+                     s.risk_score_batch, [f"{RISK_SERVICE}.ScoreBatch"]),
                     ("GetRuleSet: the active set, a named one, the file's rollout and rules_file", s.risk_get_rule_set,
                      [f"{RISK_SERVICE}.GetRuleSet"]),
                     ("GetRuleSet of an unknown version is NOT_FOUND, a malformed one INVALID_ARGUMENT",
