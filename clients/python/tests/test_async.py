@@ -56,8 +56,10 @@ async def test_errors(aclient: AsyncClient) -> None:
     with pytest.raises(errors.AlreadyExists) as reused:
         await aclient.authorize(account.id, 11, "USD", merchant_id=MERCHANT, idempotency_key=key)
     assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED"
+    # Authorize, not a credit: a credit can commit and answer before the client's timer for a 1 µs deadline
+    # fires, while Authorize refuses any budget under payments.risk_min_budget (10 ms) before it has any effect.
     with pytest.raises(errors.DeadlineExceeded) as late:
-        await aclient.credit_account(account.id, 1, "USD", timeout=1e-6)
+        await aclient.authorize(account.id, 1, "USD", merchant_id=MERCHANT, timeout=1e-6)
     assert late.value.outcome_unknown and late.value.idempotency_key
 
 
