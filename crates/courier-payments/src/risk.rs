@@ -24,7 +24,15 @@ pub struct RiskAssessor {
     timeout: Duration,
     /// The client's reserve: what a call to risk keeps back from the caller's deadline.
     reserve: Duration,
+    /// When this RiskService last answered ScoreBatch with UNIMPLEMENTED (one older than ScoreBatch, during a
+    /// rolling upgrade): for [`SCORE_BATCH_RECHECK`] after it, batches go straight to one Score per attempt
+    /// instead of paying a refused call first.
+    score_batch_missing: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long a RiskService that lacks ScoreBatch is asked with Score only, before ScoreBatch is tried again (its
+/// upgrade may have finished).
+const SCORE_BATCH_RECHECK: Duration = Duration::from_secs(30);
 
 /// The caller's budget was too short to ask risk: refused before any effect.
 fn too_short(left: Duration, needed: Duration) -> Status {
@@ -38,7 +46,8 @@ impl RiskAssessor {
     /// Asks RiskService on `channel`, whose per-call cap is the sub-deadline `timeout` (see [`risk_channel`]).
     pub fn new(channel: ResilientChannel, timeout: Duration) -> Self {
         let reserve = channel.reserve();
-        Self { client: risk::risk_service_client::RiskServiceClient::new(channel), timeout, reserve }
+        let client = risk::risk_service_client::RiskServiceClient::new(channel);
+        Self { client, timeout, reserve, score_batch_missing: Default::default() }
     }
 
     /// Refuses a call whose deadline leaves less than `min_budget` (see the module documentation); checked
@@ -93,6 +102,10 @@ impl RiskAssessor {
     /// refused. A RiskService older than ScoreBatch (UNIMPLEMENTED, during a rolling upgrade) is asked with one
     /// Score per attempt instead of standing them all in.
     async fn score_batch(&self, attempts: &[(&AuthorizeCmd, Option<i64>)]) -> Result<Vec<Option<Risk>>, Status> {
+        let missing_since = *self.score_batch_missing.lock().expect("not poisoned");
+        if missing_since.is_some_and(|since| since.elapsed() < SCORE_BATCH_RECHECK) {
+            return self.score_one_by_one(attempts).await;
+        }
         let calls = attempts.chunks(MAX_SCORE_BATCH).map(|chunk| {
             let request = risk::ScoreBatchRequest { requests: chunk.iter().map(score_request).collect() };
             let mut client = self.client.clone();
@@ -113,7 +126,11 @@ impl RiskAssessor {
         });
         match futures::future::try_join_all(calls).await {
             Ok(verdicts) => Ok(verdicts.into_iter().flatten().collect()),
-            Err(error) if error.code() == Code::Unimplemented => self.score_one_by_one(attempts).await,
+            Err(error) if error.code() == Code::Unimplemented => {
+                tracing::info!(target: "courier::payments", "RiskService has no ScoreBatch; asking with Score for {SCORE_BATCH_RECHECK:?}");
+                *self.score_batch_missing.lock().expect("not poisoned") = Some(std::time::Instant::now());
+                self.score_one_by_one(attempts).await
+            }
             Err(error) => Err(error),
         }
     }

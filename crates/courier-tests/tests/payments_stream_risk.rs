@@ -78,6 +78,20 @@ async fn a_risk_without_score_batch_is_asked_one_score_per_message() {
     let account = funded_account(&server, 1_000, 0).await;
     let decided = stream_authorizations(&server, &account.id).await;
     assert_eq!(deciders(&decided), vec![(pb::Decider::Risk, "00"); MESSAGES]);
+    let refused = refused_score_batches();
+    assert!(refused >= 1, "ScoreBatch was tried first");
+    // The next stream's batches go straight to Score: the refusal was remembered, not paid again per batch.
+    let account = funded_account(&server, 1_000, 0).await;
+    let decided = stream_authorizations(&server, &account.id).await;
+    assert_eq!(deciders(&decided), vec![(pb::Decider::Risk, "00"); MESSAGES]);
+    assert_eq!(refused_score_batches(), refused, "no ScoreBatch asked again within the recheck interval");
     server.assert_ledger_consistent().await;
     server.shutdown().await;
+}
+
+/// ScoreBatch calls answered UNIMPLEMENTED in this process, from its metrics (only the test above injects it).
+fn refused_score_batches() -> u64 {
+    let metrics = courier_kit::metrics::render();
+    let series = format!("courier_rpc_server_calls_total{{code=\"UNIMPLEMENTED\",method=\"{SCORE_BATCH}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&series)).map_or(0, |count| count.trim().parse().unwrap())
 }

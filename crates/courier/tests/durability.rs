@@ -2,6 +2,7 @@
 //!
 //! - SIGKILL under load, repeatedly: every acknowledged operation survives, nothing is half-written
 //!   (`courier ledger check` passes after every crash, and every acknowledged key replays its stored answer).
+//! - The same under SIGKILL of a process answering AuthorizeStreams (the batched path).
 //! - Several processes on one PostgreSQL database: 64 concurrent callers spread over them get exactly N approvals,
 //!   and one idempotency key sent to all of them places one hold.
 
@@ -121,6 +122,82 @@ async fn sigkill_under_load_loses_no_acknowledged_operation() {
         ledger_check(&store);
         eprintln!(
             "round {round}: {} authorizations acknowledged so far",
+            acknowledged.lock().unwrap().authorizations.len()
+        );
+    }
+    let server = up(&store);
+    verify_acknowledged(&server, &acknowledged).await;
+    drop(server);
+    ledger_check(&store);
+}
+
+/// The same promise on the batched stream path: four AuthorizeStreams keep messages in flight (a batch is one risk
+/// ScoreBatch and one run of ledger jobs), the process is killed mid-batch, and every message that was answered
+/// with an authorization is in the store afterwards, replayed by its key as the very answer the stream gave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_stream_load_loses_no_acknowledged_authorization() {
+    use futures::StreamExt;
+    use pb::authorize_stream_response::Result as Answer;
+    const ROUNDS: usize = 3;
+    const ACKS_PER_ROUND: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let store = ["--data-dir", data_dir.as_str()];
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let mut account = None;
+
+    for round in 0..ROUNDS {
+        let server = up(&store);
+        let account_id = match &account {
+            Some(id) => String::clone(id),
+            None => account.insert(funded_account(&server, 1_000_000_000).await).clone(),
+        };
+        verify_acknowledged(&server, &acknowledged).await;
+
+        let enough = Arc::new(Notify::new());
+        let target = acknowledged.lock().unwrap().authorizations.len() + ACKS_PER_ROUND;
+        let streams: Vec<_> = (0..4)
+            .map(|stream| {
+                let (mut payments, account_id) = (server.payments(), account_id.clone());
+                let (acknowledged, enough) = (acknowledged.clone(), enough.clone());
+                tokio::spawn(async move {
+                    // What was sent, by correlation id: an answer names its request only by that id.
+                    let sent = Arc::new(Mutex::new(std::collections::HashMap::new()));
+                    let outbound = {
+                        let sent = sent.clone();
+                        futures::stream::iter(0..).map(move |n: i64| {
+                            let request = authorize_request(&account_id, 1 + n % 7);
+                            let correlation_id = format!("s{stream}-{n}");
+                            sent.lock().unwrap().insert(correlation_id.clone(), request.clone());
+                            pb::AuthorizeStreamRequest { correlation_id, request: Some(request) }
+                        })
+                    };
+                    let Ok(answers) = payments.authorize_stream(patient(outbound)).await else { return };
+                    let mut answers = answers.into_inner();
+                    // Ends at the kill: the stream breaks with an error status (or ends).
+                    while let Ok(Some(answer)) = answers.message().await {
+                        let Some(Answer::Authorization(authorization)) = answer.result else { continue };
+                        let request =
+                            sent.lock().unwrap().remove(&answer.correlation_id).expect("an answer to a sent id");
+                        let mut acked = acknowledged.lock().unwrap();
+                        acked.authorizations.push((request, authorization));
+                        if acked.authorizations.len() >= target {
+                            enough.notify_one();
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::timeout(std::time::Duration::from_secs(120), enough.notified())
+            .await
+            .expect("the streams reached their target before the kill");
+        server.kill();
+        for stream in streams {
+            stream.await.unwrap();
+        }
+        ledger_check(&store);
+        eprintln!(
+            "round {round}: {} stream authorizations acknowledged so far",
             acknowledged.lock().unwrap().authorizations.len()
         );
     }

@@ -5,6 +5,8 @@
 //! the same process serves again, without a restart; after a restart every acknowledged APPROVED key replays the
 //! same authorization id; `courier ledger check` passes.
 //!
+//! The same for AuthorizeStream, whose messages are decided in batches.
+//!
 //! Mounting needs root (CAP_SYS_ADMIN). Where the mount fails the test says so on stderr and returns, except under
 //! `CI=true`, where it must run.
 
@@ -167,6 +169,134 @@ async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart()
     eprintln!("served again {:?} after space was freed", freed.elapsed());
 
     // Every acknowledged approval is in the store, before and after a restart.
+    verify(&server, &acknowledged).await;
+    server.kill();
+    courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
+    let server = up(&data_dir);
+    verify(&server, &acknowledged).await;
+    drop(server);
+    courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
+}
+
+/// The batched stream path on a full disk: each message a full disk refuses gets its own UNAVAILABLE or
+/// RESOURCE_EXHAUSTED answer (or the stream ends with one), no answered authorization is lost, and the process
+/// serves streams again once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
+    use pb::authorize_stream_response::Result as Answer;
+    let tmpfs = match Tmpfs::mount("3m") {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED full_disk stream test: {reason} (needs root; it runs under CI=true)");
+            return;
+        }
+        Err(reason) => panic!("CI=true and the tmpfs cannot be mounted: {reason}"),
+    };
+    let data_dir = tmpfs.path().to_owned();
+    let server = up(&data_dir);
+    let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
+
+    let approved: Arc<Mutex<Vec<(pb::AuthorizeRequest, pb::Authorization)>>> = Arc::default();
+    let failures: Arc<Mutex<Vec<tonic::Code>>> = Arc::default();
+    let after_full = Arc::new(AtomicUsize::new(0));
+    let streams: Vec<_> = (0..2)
+        .map(|stream| {
+            let (mut payments, account_id) = (server.payments(), account_id.clone());
+            let (approved, failures, after_full) = (approved.clone(), failures.clone(), after_full.clone());
+            tokio::spawn(async move {
+                while after_full.load(Ordering::Relaxed) < 200 {
+                    // Sends until enough refusals were seen after the disk filled, then ends its side.
+                    let sent = Arc::new(Mutex::new(std::collections::HashMap::new()));
+                    let (outbound_sent, outbound_after_full) = (sent.clone(), after_full.clone());
+                    let account_id = account_id.clone();
+                    let mut n = 0u64;
+                    let outbound = futures::stream::iter(std::iter::from_fn(move || {
+                        (outbound_after_full.load(Ordering::Relaxed) < 200).then(|| {
+                            n += 1;
+                            let request = authorize_request(&account_id, 1);
+                            let correlation_id = format!("s{stream}-{n}");
+                            outbound_sent.lock().unwrap().insert(correlation_id.clone(), request.clone());
+                            pb::AuthorizeStreamRequest { correlation_id, request: Some(request) }
+                        })
+                    }));
+                    let mut answers = match payments.authorize_stream(patient(outbound)).await {
+                        Ok(answers) => answers.into_inner(),
+                        Err(status) => {
+                            failures.lock().unwrap().push(status.code());
+                            after_full.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    };
+                    loop {
+                        match answers.message().await {
+                            Ok(Some(answer)) => match answer.result.expect("a result") {
+                                Answer::Authorization(authorization) => {
+                                    let request = sent.lock().unwrap().remove(&answer.correlation_id).expect("sent");
+                                    if authorization.decision() == pb::Decision::Approved {
+                                        approved.lock().unwrap().push((request, authorization));
+                                    }
+                                }
+                                Answer::Error(error) => {
+                                    failures.lock().unwrap().push(tonic::Code::from(error.code));
+                                    after_full.fetch_add(1, Ordering::Relaxed);
+                                }
+                            },
+                            Ok(None) => break,
+                            // The whole stream refused: counted, and a new stream is opened.
+                            Err(status) => {
+                                failures.lock().unwrap().push(status.code());
+                                after_full.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let loading = async {
+        for stream in streams {
+            stream.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), loading).await.expect("the streams filled the disk in time");
+    let failures = failures.lock().unwrap().clone();
+    let acknowledged = approved.lock().unwrap().clone();
+    eprintln!(
+        "streams while filling: {} approved, {} refused: {:?}",
+        acknowledged.len(),
+        failures.len(),
+        summary(&failures)
+    );
+    assert!(!failures.is_empty(), "the disk never filled");
+    assert!(
+        failures.iter().all(|code| matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted)),
+        "a full disk answers UNAVAILABLE or RESOURCE_EXHAUSTED, nothing else: {:?}",
+        summary(&failures)
+    );
+
+    // Free space: the same process answers a stream again by itself.
+    tmpfs.resize("64m");
+    let freed = Instant::now();
+    let mut payments = server.payments();
+    loop {
+        let message = pb::AuthorizeStreamRequest {
+            correlation_id: "after".into(),
+            request: Some(authorize_request(&account_id, 1)),
+        };
+        let mut request = tonic::Request::new(futures::stream::iter([message]));
+        request.set_timeout(Duration::from_secs(10));
+        let answer = match payments.authorize_stream(request).await {
+            Ok(answers) => answers.into_inner().message().await.ok().flatten(),
+            Err(_) => None,
+        };
+        if let Some(pb::AuthorizeStreamResponse { result: Some(Answer::Authorization(_)), .. }) = answer {
+            break;
+        }
+        assert!(freed.elapsed() < Duration::from_secs(20), "still refusing streams 20 s after space was freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     verify(&server, &acknowledged).await;
     server.kill();
     courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
