@@ -35,6 +35,11 @@ impl DbConfig {
 /// busy_timeout: a second writer (another process) waits for the lock instead of failing at once.
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;";
 
+/// Prepared statements each PostgreSQL connection keeps (sqlx's default is 100). The ledger writer's multi-row
+/// statements come in about 160 shapes (32 row counts of each of four inserts, the selects' power-of-two
+/// lists); a shape pushed out of the cache costs a Parse and Describe round trip on its next use.
+pub const POSTGRES_STATEMENT_CACHE: usize = 256;
+
 /// Opens the pool, creating a SQLite file (and its directory) if needed, and applies `migrations`.
 pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, sqlx::Error> {
     static DRIVERS: Once = Once::new();
@@ -49,6 +54,11 @@ pub async fn open(config: &DbConfig, migrations: &Migrator) -> Result<AnyPool, s
             } else {
                 format!("{}?mode=rwc", config.url)
             }
+        }
+        // Room for the ledger writer's statement shapes (see POSTGRES_STATEMENT_CACHE), unless the URL says.
+        None if config.url.starts_with("postgres") && !config.url.contains("statement-cache-capacity") => {
+            let separator = if config.url.contains('?') { '&' } else { '?' };
+            format!("{}{separator}statement-cache-capacity={POSTGRES_STATEMENT_CACHE}", config.url)
         }
         None => config.url.clone(),
     };

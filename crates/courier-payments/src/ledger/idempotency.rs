@@ -1,8 +1,7 @@
-//! Idempotency keys: their scopes and the one lookup of a stored answer, shared by the writer (inside its
-//! transaction) and the service's read before any outbound call (on the pool).
+//! Idempotency keys: their scopes and the one decoding of a stored answer, shared by the writer (inside its
+//! transaction) and the service's read before any outbound call ([`super::key_probe`]).
 
 use prost::Message;
-use sqlx::{Any, Executor};
 
 use super::LedgerError;
 
@@ -14,27 +13,6 @@ pub(super) fn merchant_scope(merchant_id: &str) -> String {
 /// Keys of credits are the account's.
 pub(super) fn account_scope(account_id: &str) -> String {
     format!("account:{account_id}")
-}
-
-/// The stored answer for (scope, key): `Some(Ok)` to replay it, `Some(Err)` when the key was used with another
-/// request, `None` when the key is new.
-pub(super) async fn stored_answer<'e, M, E>(
-    executor: E,
-    scope: &str,
-    key: &str,
-    fingerprint: &str,
-) -> Result<Option<Result<M, LedgerError>>, sqlx::Error>
-where
-    M: Message + Default,
-    E: Executor<'e, Database = Any>,
-{
-    let row: Option<(String, Vec<u8>)> =
-        sqlx::query_as("SELECT fingerprint, response FROM idempotency_keys WHERE scope = $1 AND idem_key = $2")
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(executor)
-            .await?;
-    Ok(row.map(|(stored, response)| decode(&stored, &response, key, fingerprint)))
 }
 
 /// A stored answer replayed for a request with `fingerprint`: the answer when the request is the same one,

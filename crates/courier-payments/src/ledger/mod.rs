@@ -12,6 +12,7 @@ mod apply;
 mod check;
 mod conn;
 mod idempotency;
+mod key_probe;
 mod known_keys;
 mod metrics;
 mod reads;
@@ -207,6 +208,8 @@ struct Inner {
     stats: Arc<writer::WriterStats>,
     /// On SQLite, the keys the store may hold (and the file's writer lock); `None` on PostgreSQL.
     known_keys: Option<Arc<known_keys::KnownKeys>>,
+    /// The batched read of stored answers before any outbound call (for keys `known_keys` may hold).
+    key_probe: key_probe::KeyProbe,
     /// Set when the server shuts down: live event feeds end, so they do not hold the drain open.
     closing: watch::Sender<bool>,
 }
@@ -225,7 +228,9 @@ impl Ledger {
         let (jobs, committed) =
             writer::spawn(pool.clone(), config.clone(), clock.clone(), stats.clone(), known_keys.clone());
         let closing = watch::Sender::new(false);
-        Ok(Self { inner: Arc::new(Inner { pool, jobs, clock, config, committed, stats, closing, known_keys }) })
+        let key_probe = key_probe::KeyProbe::spawn(pool.clone(), known_keys.is_some());
+        let inner = Inner { pool, jobs, clock, config, committed, stats, closing, known_keys, key_probe };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// What the writer has committed so far in this process.

@@ -68,7 +68,10 @@ impl Ledger {
         if self.inner.known_keys.as_ref().is_some_and(|known| !known.may_hold(&scope, key)) {
             return Ok(None);
         }
-        bounded(super::idempotency::stored_answer(self.pool(), &scope, key, fingerprint)).await?.transpose()
+        let stored = bounded(self.inner.key_probe.stored(scope, key)).await?;
+        stored
+            .map(|stored| super::idempotency::decode(&stored.fingerprint, &stored.response, key, fingerprint))
+            .transpose()
     }
 
     /// Streams matching authorizations in id (creation) order, one page query at a time.

@@ -49,6 +49,8 @@ pub(super) struct EventRow {
 /// See the module documentation. The writer keeps one for its whole life and [`Stage::reset`]s it per batch, so
 /// its maps keep their capacity and its statement texts are built once.
 pub(super) struct Stage {
+    /// SQLite or PostgreSQL: how rows are chunked into statements ([`chunks`]).
+    sqlite: bool,
     texts: StatementTexts,
     accounts: HashMap<String, Cached<AccountRow>>,
     authorizations: HashMap<String, Cached<pb::Authorization>>,
@@ -59,7 +61,7 @@ pub(super) struct Stage {
 impl Stage {
     pub fn new(sqlite: bool) -> Self {
         let (accounts, authorizations, keys, events) = Default::default();
-        Self { texts: StatementTexts::new(sqlite), accounts, authorizations, keys, events }
+        Self { sqlite, texts: StatementTexts::new(sqlite), accounts, authorizations, keys, events }
     }
 
     /// Forgets the last batch's rows (a new batch reads afresh under the ledger lock).
@@ -210,7 +212,7 @@ impl Stage {
         let mut accounts: Vec<&AccountRow> = dirty_rows(&self.accounts);
         accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         let mut params = Vec::new();
-        for chunk in power_chunks(&accounts) {
+        for chunk in chunks(&accounts, self.sqlite) {
             params.clear();
             for a in chunk {
                 params.extend([
@@ -235,7 +237,7 @@ impl Stage {
             .map(|a| serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e))))
             .collect::<Result<Vec<String>, _>>()?;
         let mut params = Vec::new();
-        for (chunk, metadata) in power_chunks(&authorizations).zip(power_chunks(&metadata)) {
+        for (chunk, metadata) in chunks(&authorizations, self.sqlite).zip(chunks(&metadata, self.sqlite)) {
             params.clear();
             for (a, metadata) in chunk.iter().zip(metadata) {
                 let us = |t: &Option<prost_types::Timestamp>| t.as_ref().map(courier_kit::time::us_from_timestamp);
@@ -265,7 +267,7 @@ impl Stage {
         }
 
         let mut params = Vec::new();
-        for chunk in power_chunks(&self.events) {
+        for chunk in chunks(&self.events, self.sqlite) {
             params.clear();
             for e in chunk {
                 params.extend([
@@ -299,7 +301,7 @@ impl Stage {
             .filter_map(|(id, cached)| cached.row.as_ref().map(|row| (id, row)))
             .collect();
         let mut params = Vec::new();
-        for chunk in power_chunks(&keys) {
+        for chunk in chunks(&keys, self.sqlite) {
             params.clear();
             for ((scope, key), stored) in chunk {
                 params.extend([
@@ -316,6 +318,27 @@ impl Stage {
     }
 }
 
+/// `rows` in the chunks one statement each writes. On SQLite, where a statement is a call in this process,
+/// power-of-two sizes, largest first: few shapes, so every one stays prepared. On PostgreSQL every statement
+/// is a round trip, which costs more than preparing one more shape: at most two, a multiple of 16 rows and the
+/// rest (a batch of up to 16 is one), 32 shapes per table, which the connections' statement cache holds
+/// (`courier_kit::db::POSTGRES_STATEMENT_CACHE`).
+fn chunks<T: Sync>(rows: &[T], sqlite: bool) -> Box<dyn Iterator<Item = &[T]> + Send + '_> {
+    if sqlite {
+        return Box::new(power_chunks(rows));
+    }
+    let mut rows = rows;
+    Box::new(std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = if rows.len() <= 16 { rows.len() } else { ROWS_PER_STATEMENT.min(rows.len() / 16 * 16) };
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    }))
+}
+
 /// `rows` in chunks of power-of-two sizes, largest first (see [`ROWS_PER_STATEMENT`]).
 fn power_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     std::iter::from_fn(move || {
@@ -330,7 +353,7 @@ fn power_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 /// `values` padded to a power-of-two length by repeating the last one (harmless in `IN (...)` and `OR` lists).
-fn padded<T: Copy>(values: &[T]) -> Vec<T> {
+pub(super) fn padded<T: Copy>(values: &[T]) -> Vec<T> {
     let mut padded = values.to_vec();
     if let Some(&last) = values.last() {
         padded.resize(values.len().next_power_of_two(), last);
@@ -355,7 +378,7 @@ fn texts<'a>(values: &[&'a str]) -> Vec<Param<'a>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{padded, power_chunks};
+    use super::{chunks, padded, power_chunks};
 
     #[test]
     fn statements_carry_power_of_two_rows() {
@@ -367,5 +390,15 @@ mod tests {
         assert_eq!(sizes, [256, 256, 64, 16, 8]);
         assert_eq!(padded(&[1, 2, 3]), [1, 2, 3, 3]);
         assert!(padded::<u8>(&[]).is_empty());
+    }
+
+    #[test]
+    fn postgres_statements_carry_a_multiple_of_16_rows_and_the_rest() {
+        let sizes = |count: u32| chunks(&(0..count).collect::<Vec<_>>(), false).map(<[u32]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(15), [15]);
+        assert_eq!(sizes(16), [16]);
+        assert_eq!(sizes(37), [32, 5]);
+        assert_eq!(sizes(600), [256, 256, 80, 8]);
+        assert_eq!(chunks(&(0..7).collect::<Vec<_>>(), true).map(<[u32]>::len).collect::<Vec<_>>(), [4, 2, 1]);
     }
 }

@@ -46,12 +46,22 @@ fn build(sqlite: bool, statement: Statement, rows: usize) -> String {
         Statement::SelectAuthorizations => {
             format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id IN ({})", p.list(1, rows))
         }
-        Statement::SelectKeys => {
-            // OR of (scope AND key) pairs: each term is a primary-key probe on both databases.
+        Statement::SelectKeys if sqlite => {
+            // OR of (scope AND key) pairs: SQLite runs each term as a primary-key probe.
             let terms: Vec<String> = (0..rows)
                 .map(|i| format!("(scope = {} AND idem_key = {})", p.one(2 * i + 1), p.one(2 * i + 2)))
                 .collect();
             format!("SELECT scope, idem_key, fingerprint, response FROM idempotency_keys WHERE {}", terms.join(" OR "))
+        }
+        Statement::SelectKeys => {
+            // A join with the wanted pairs: PostgreSQL plans an OR of pairs as a bitmap OR whose planning and
+            // scanning grow faster than the list (measured: 4.1 ms for 64 pairs, 0.45 ms for 16), and this as
+            // one primary-key probe per pair.
+            format!(
+                "SELECT scope, idem_key, k.fingerprint, k.response FROM (VALUES {}) AS wanted (scope, idem_key) \
+                 JOIN idempotency_keys k USING (scope, idem_key)",
+                p.rows(rows, 2)
+            )
         }
         Statement::UpsertAccounts => format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES {} ON CONFLICT (id) DO UPDATE SET \
@@ -106,7 +116,7 @@ mod tests {
     fn placeholders_suit_each_database() {
         let mut postgres = StatementTexts::new(false);
         assert!(postgres.get(Statement::InsertKeys, 2).ends_with("VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)"));
-        assert!(postgres.get(Statement::SelectKeys, 2).ends_with("(scope = $3 AND idem_key = $4)"));
+        assert!(postgres.get(Statement::SelectKeys, 2).contains("(VALUES ($1, $2), ($3, $4))"));
         let mut sqlite = StatementTexts::new(true);
         assert!(sqlite.get(Statement::SelectAccounts, 3).ends_with("IN (?, ?, ?)"));
     }
