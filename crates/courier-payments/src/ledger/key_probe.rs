@@ -99,9 +99,10 @@ async fn answer(pool: &AnyPool, sql: &str, batch: Vec<Lookup>) {
     let wanted: Vec<(&str, &str)> = batch.iter().map(|lookup| (lookup.scope.as_str(), lookup.key.as_str())).collect();
     let found = courier_kit::db::before_deadline(deadline, fetch(pool, sql, &padded(&wanted))).await;
     match found {
-        Ok(mut found) => {
+        Ok(found) => {
             for lookup in batch {
-                let stored = found.remove(&(lookup.scope, lookup.key));
+                // Cloned, not taken: two lookups of one key (a retry racing its first attempt) may share a batch.
+                let stored = found.get(&(lookup.scope, lookup.key)).cloned();
                 let _ = lookup.reply.send(Ok(stored));
             }
         }
@@ -138,4 +139,87 @@ async fn fetch(
             Ok(((row.text("scope")?, row.text("idem_key")?), stored))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stores keys k0, k2, k4, ... of scope `merchant:m` in `pool`, each answered with its own fingerprint.
+    async fn seed(pool: &AnyPool) {
+        for n in (0..100).step_by(2) {
+            sqlx::query("INSERT INTO idempotency_keys VALUES ($1, $2, $3, $4, 0)")
+                .bind("merchant:m")
+                .bind(format!("k{n}"))
+                .bind(format!("f{n}"))
+                .bind(vec![n as u8])
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn sqlite_store(dir: &std::path::Path) -> AnyPool {
+        let url = format!("sqlite://{}", dir.join("courier.db").display());
+        let pool = crate::open_store(&courier_kit::db::DbConfig::new(url)).await.unwrap();
+        seed(&pool).await;
+        pool
+    }
+
+    /// Far more lookups than statements in flight, keys repeated: answered in batches, each with its own row.
+    async fn each_hears_its_own_key(pool: AnyPool, sqlite: bool) {
+        let probe = Arc::new(KeyProbe::spawn(pool, sqlite));
+        let lookups = (0..400).map(|n| {
+            let probe = probe.clone();
+            async move { (n % 100, probe.stored("merchant:m".into(), &format!("k{}", n % 100)).await.unwrap()) }
+        });
+        for (n, stored) in futures::future::join_all(lookups).await {
+            match stored {
+                Some(stored) => {
+                    assert_eq!(n % 2, 0, "k{n} is not stored");
+                    assert_eq!((stored.fingerprint, stored.response), (format!("f{n}"), vec![n as u8]));
+                }
+                None => assert_eq!(n % 2, 1, "k{n} is stored"),
+            }
+        }
+        // Same key, other scope: not found.
+        assert!(probe.stored("merchant:other".into(), "k0").await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_lookups_each_hear_their_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        each_hears_its_own_key(sqlite_store(dir.path()).await, true).await;
+    }
+
+    /// The PostgreSQL statement (a join with a VALUES list), on a database of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs postgres"]
+    async fn postgres_concurrent_lookups_each_hear_their_own_key() {
+        // The server of the suites' database (COURIER_TEST_POSTGRES_URL, as courier-tests reads it).
+        let url =
+            std::env::var("COURIER_TEST_POSTGRES_URL").unwrap_or("postgres://postgres@127.0.0.1:5432/test".into());
+        let server = url.rsplit_once('/').map_or(url.as_str(), |(server, _)| server);
+        // A plain pool on the server's own database, to create and drop the test's (no migrations there).
+        sqlx::any::install_default_drivers();
+        let admin = AnyPool::connect(&format!("{server}/postgres")).await;
+        let admin = admin.expect("PostgreSQL answers (this test runs under --ignored)");
+        let database = format!("courier_probe_{}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
+        let pool = crate::open_store(&courier_kit::db::DbConfig::new(format!("{server}/{database}"))).await.unwrap();
+        seed(&pool).await;
+        each_hears_its_own_key(pool.clone(), false).await;
+        pool.close().await;
+        sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)")).execute(&admin).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_is_every_callers_unreachable_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = sqlite_store(dir.path()).await;
+        let probe = KeyProbe::spawn(pool.clone(), true);
+        pool.close().await;
+        let Err(error) = probe.stored("merchant:m".into(), "k0").await else { panic!("a closed store answered") };
+        assert!(courier_kit::db::is_unreachable(&error), "UNAVAILABLE to the caller, not INTERNAL: {error:?}");
+    }
 }
