@@ -62,62 +62,60 @@ struct Acknowledged {
     captures: Vec<(pb::CaptureRequest, pb::Authorization)>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_under_load_loses_no_acknowledged_operation() {
-    const ROUNDS: usize = 4;
-    const ACKS_PER_ROUND: usize = 120;
+/// What the load's tasks share: they record each acknowledged operation, and the round ends once `target`
+/// authorizations are acknowledged in all.
+#[derive(Clone)]
+struct Recorder {
+    acknowledged: Arc<Mutex<Acknowledged>>,
+    enough: Arc<Notify>,
+    target: usize,
+}
+
+impl Recorder {
+    fn authorized(&self, request: pb::AuthorizeRequest, authorization: pb::Authorization) {
+        let mut acked = self.acknowledged.lock().unwrap();
+        acked.authorizations.push((request, authorization));
+        if acked.authorizations.len() >= self.target {
+            self.enough.notify_one();
+        }
+    }
+
+    fn captured(&self, request: pb::CaptureRequest, captured: pb::Authorization) {
+        self.acknowledged.lock().unwrap().captures.push((request, captured));
+    }
+}
+
+/// `rounds` times on one store: start courier, check that everything acknowledged so far replays, start `load`
+/// on a funded account (its tasks end at their first failure), SIGKILL the process once `acks_per_round` more
+/// authorizations were acknowledged, with operations queued and committing, and run `courier ledger check`.
+/// Then once more after a last restart.
+async fn sigkill_rounds(
+    rounds: usize,
+    acks_per_round: usize,
+    load: impl Fn(&CourierProcess, &str, &Recorder) -> Vec<tokio::task::JoinHandle<()>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_owned();
     let store = ["--data-dir", data_dir.as_str()];
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     let mut account = None;
-
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let server = up(&store);
         let account_id = match &account {
             Some(id) => String::clone(id),
             None => account.insert(funded_account(&server, 1_000_000_000).await).clone(),
         };
         verify_acknowledged(&server, &acknowledged).await;
-
-        // Load: 16 callers authorizing, every third capture; stop at the first failure (the kill).
-        let enough = Arc::new(Notify::new());
-        let target = acknowledged.lock().unwrap().authorizations.len() + ACKS_PER_ROUND;
-        let callers: Vec<_> = (0..16)
-            .map(|_| {
-                let (mut payments, account_id) = (server.payments(), account_id.clone());
-                let (acknowledged, enough) = (acknowledged.clone(), enough.clone());
-                tokio::spawn(async move {
-                    for n in 0.. {
-                        let request = authorize_request(&account_id, 1 + n % 7);
-                        let Ok(answer) = payments.authorize(patient(request.clone())).await else { return };
-                        let authorization = answer.into_inner().authorization.unwrap();
-                        let total = {
-                            let mut acked = acknowledged.lock().unwrap();
-                            acked.authorizations.push((request, authorization.clone()));
-                            acked.authorizations.len()
-                        };
-                        if total >= target {
-                            enough.notify_one();
-                        }
-                        if n % 3 == 0 && authorization.decision() == pb::Decision::Approved {
-                            let capture = capture_request(&authorization.id, 1);
-                            let Ok(answer) = payments.capture(capture.clone()).await else { return };
-                            let captured = answer.into_inner().authorization.unwrap();
-                            acknowledged.lock().unwrap().captures.push((capture, captured));
-                        }
-                    }
-                })
-            })
-            .collect();
-        // Bounded: if every caller stopped early (an unexpected refusal), fail instead of waiting forever.
-        tokio::time::timeout(std::time::Duration::from_secs(120), enough.notified())
+        let target = acknowledged.lock().unwrap().authorizations.len() + acks_per_round;
+        let recorder = Recorder { acknowledged: acknowledged.clone(), enough: Arc::new(Notify::new()), target };
+        let tasks = load(&server, &account_id, &recorder);
+        // Bounded: if every task stopped early (an unexpected refusal), fail instead of waiting forever.
+        tokio::time::timeout(std::time::Duration::from_secs(120), recorder.enough.notified())
             .await
             .expect("the load reached its target before the kill");
-        // SIGKILL while the callers are mid-flight: some operations are queued, some committing.
         server.kill();
-        for caller in callers {
-            caller.await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
         }
         ledger_check(&store);
         eprintln!(
@@ -131,35 +129,45 @@ async fn sigkill_under_load_loses_no_acknowledged_operation() {
     ledger_check(&store);
 }
 
+/// 16 callers authorizing, every third approval captured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_operation() {
+    sigkill_rounds(4, 120, |server, account_id, recorder| {
+        (0..16)
+            .map(|_| {
+                let (mut payments, account_id, recorder) = (server.payments(), account_id.to_owned(), recorder.clone());
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        let request = authorize_request(&account_id, 1 + n % 7);
+                        let Ok(answer) = payments.authorize(patient(request.clone())).await else { return };
+                        let authorization = answer.into_inner().authorization.unwrap();
+                        let approved = authorization.decision() == pb::Decision::Approved;
+                        let id = authorization.id.clone();
+                        recorder.authorized(request, authorization);
+                        if n % 3 == 0 && approved {
+                            let capture = capture_request(&id, 1);
+                            let Ok(answer) = payments.capture(capture.clone()).await else { return };
+                            recorder.captured(capture, answer.into_inner().authorization.unwrap());
+                        }
+                    }
+                })
+            })
+            .collect()
+    })
+    .await;
+}
+
 /// The same promise on the batched stream path: four AuthorizeStreams keep messages in flight (a batch is one risk
-/// ScoreBatch and one run of ledger jobs), the process is killed mid-batch, and every message that was answered
-/// with an authorization is in the store afterwards, replayed by its key as the very answer the stream gave.
+/// ScoreBatch and one run of ledger jobs), and every message that was answered with an authorization is in the
+/// store afterwards, replayed by its key as the very answer the stream gave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_stream_load_loses_no_acknowledged_authorization() {
     use futures::StreamExt;
     use pb::authorize_stream_response::Result as Answer;
-    const ROUNDS: usize = 3;
-    const ACKS_PER_ROUND: usize = 400;
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_str().unwrap().to_owned();
-    let store = ["--data-dir", data_dir.as_str()];
-    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
-    let mut account = None;
-
-    for round in 0..ROUNDS {
-        let server = up(&store);
-        let account_id = match &account {
-            Some(id) => String::clone(id),
-            None => account.insert(funded_account(&server, 1_000_000_000).await).clone(),
-        };
-        verify_acknowledged(&server, &acknowledged).await;
-
-        let enough = Arc::new(Notify::new());
-        let target = acknowledged.lock().unwrap().authorizations.len() + ACKS_PER_ROUND;
-        let streams: Vec<_> = (0..4)
+    sigkill_rounds(3, 400, |server, account_id, recorder| {
+        (0..4)
             .map(|stream| {
-                let (mut payments, account_id) = (server.payments(), account_id.clone());
-                let (acknowledged, enough) = (acknowledged.clone(), enough.clone());
+                let (mut payments, account_id, recorder) = (server.payments(), account_id.to_owned(), recorder.clone());
                 tokio::spawn(async move {
                     // What was sent, by correlation id: an answer names its request only by that id.
                     let sent = Arc::new(Mutex::new(std::collections::HashMap::new()));
@@ -179,32 +187,13 @@ async fn sigkill_under_stream_load_loses_no_acknowledged_authorization() {
                         let Some(Answer::Authorization(authorization)) = answer.result else { continue };
                         let request =
                             sent.lock().unwrap().remove(&answer.correlation_id).expect("an answer to a sent id");
-                        let mut acked = acknowledged.lock().unwrap();
-                        acked.authorizations.push((request, authorization));
-                        if acked.authorizations.len() >= target {
-                            enough.notify_one();
-                        }
+                        recorder.authorized(request, authorization);
                     }
                 })
             })
-            .collect();
-        tokio::time::timeout(std::time::Duration::from_secs(120), enough.notified())
-            .await
-            .expect("the streams reached their target before the kill");
-        server.kill();
-        for stream in streams {
-            stream.await.unwrap();
-        }
-        ledger_check(&store);
-        eprintln!(
-            "round {round}: {} stream authorizations acknowledged so far",
-            acknowledged.lock().unwrap().authorizations.len()
-        );
-    }
-    let server = up(&store);
-    verify_acknowledged(&server, &acknowledged).await;
-    drop(server);
-    ledger_check(&store);
+            .collect()
+    })
+    .await;
 }
 
 /// Every acknowledged operation is in the store: its key replays the very answer that was acknowledged.

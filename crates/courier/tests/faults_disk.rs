@@ -44,6 +44,19 @@ impl Tmpfs {
         Ok(Self { dir })
     }
 
+    /// The tmpfs, or `None` where this machine does not let the test mount (said on stderr; under `CI=true` the
+    /// test must run, so there it panics).
+    fn mount_or_skip(size: &str) -> Option<Self> {
+        match Self::mount(size) {
+            Ok(tmpfs) => Some(tmpfs),
+            Err(reason) if std::env::var("CI").as_deref() != Ok("true") => {
+                eprintln!("SKIPPED: {reason} (needs root; it runs under CI=true)");
+                None
+            }
+            Err(reason) => panic!("CI=true and the tmpfs cannot be mounted: {reason}"),
+        }
+    }
+
     fn resize(&self, size: &str) {
         let status = Command::new("mount")
             .args(["-o", &format!("remount,size={size}")])
@@ -86,14 +99,7 @@ fn patient<T>(message: T) -> tonic::Request<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart() {
-    let tmpfs = match Tmpfs::mount("3m") {
-        Ok(tmpfs) => tmpfs,
-        Err(reason) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("SKIPPED full_disk test: {reason} (needs root; it runs under CI=true)");
-            return;
-        }
-        Err(reason) => panic!("CI=true and the tmpfs cannot be mounted: {reason}"),
-    };
+    let Some(tmpfs) = Tmpfs::mount_or_skip("3m") else { return };
     let data_dir = tmpfs.path().to_owned();
     let server = up(&data_dir);
     let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
@@ -168,14 +174,7 @@ async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart()
     }
     eprintln!("served again {:?} after space was freed", freed.elapsed());
 
-    // Every acknowledged approval is in the store, before and after a restart.
-    verify(&server, &acknowledged).await;
-    server.kill();
-    courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
-    let server = up(&data_dir);
-    verify(&server, &acknowledged).await;
-    drop(server);
-    courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
+    verify_across_restart(server, &data_dir, &acknowledged).await;
 }
 
 /// The batched stream path on a full disk: each message a full disk refuses gets its own UNAVAILABLE or
@@ -184,14 +183,7 @@ async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
     use pb::authorize_stream_response::Result as Answer;
-    let tmpfs = match Tmpfs::mount("3m") {
-        Ok(tmpfs) => tmpfs,
-        Err(reason) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("SKIPPED full_disk stream test: {reason} (needs root; it runs under CI=true)");
-            return;
-        }
-        Err(reason) => panic!("CI=true and the tmpfs cannot be mounted: {reason}"),
-    };
+    let Some(tmpfs) = Tmpfs::mount_or_skip("3m") else { return };
     let data_dir = tmpfs.path().to_owned();
     let server = up(&data_dir);
     let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
@@ -297,13 +289,23 @@ async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    verify(&server, &acknowledged).await;
+    verify_across_restart(server, &data_dir, &acknowledged).await;
+}
+
+/// Every acknowledged approval is in the store, in the serving process and after a SIGKILL and a restart; the
+/// ledger checks after each.
+async fn verify_across_restart(
+    server: CourierProcess,
+    data_dir: &str,
+    acknowledged: &[(pb::AuthorizeRequest, pb::Authorization)],
+) {
+    verify(&server, acknowledged).await;
     server.kill();
-    courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
-    let server = up(&data_dir);
-    verify(&server, &acknowledged).await;
+    courier_tests::process::ledger_check(BIN, &["--data-dir", data_dir]);
+    let server = up(data_dir);
+    verify(&server, acknowledged).await;
     drop(server);
-    courier_tests::process::ledger_check(BIN, &["--data-dir", &data_dir]);
+    courier_tests::process::ledger_check(BIN, &["--data-dir", data_dir]);
 }
 
 /// Each acknowledged key replays the very authorization that was acknowledged (a lost one makes a new id).
