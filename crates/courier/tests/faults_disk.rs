@@ -143,15 +143,8 @@ async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart()
         }
     };
     tokio::time::timeout(Duration::from_secs(300), loading).await.expect("the load filled the disk in time");
-    let failures = failures.lock().unwrap().clone();
     let acknowledged = approved.lock().unwrap().clone();
-    eprintln!("while filling: {} approved, {} failed: {:?}", acknowledged.len(), failures.len(), summary(&failures));
-    assert!(!failures.is_empty(), "the disk never filled");
-    assert!(
-        failures.iter().all(|code| matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted)),
-        "a full disk answers UNAVAILABLE or RESOURCE_EXHAUSTED, nothing else: {:?}",
-        summary(&failures)
-    );
+    assert_refused_cleanly(&failures.lock().unwrap(), acknowledged.len());
 
     // Free space: the same process serves again by itself.
     tmpfs.resize("64m");
@@ -252,20 +245,8 @@ async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
         }
     };
     tokio::time::timeout(Duration::from_secs(300), loading).await.expect("the streams filled the disk in time");
-    let failures = failures.lock().unwrap().clone();
     let acknowledged = approved.lock().unwrap().clone();
-    eprintln!(
-        "streams while filling: {} approved, {} refused: {:?}",
-        acknowledged.len(),
-        failures.len(),
-        summary(&failures)
-    );
-    assert!(!failures.is_empty(), "the disk never filled");
-    assert!(
-        failures.iter().all(|code| matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted)),
-        "a full disk answers UNAVAILABLE or RESOURCE_EXHAUSTED, nothing else: {:?}",
-        summary(&failures)
-    );
+    assert_refused_cleanly(&failures.lock().unwrap(), acknowledged.len());
 
     // Free space: the same process answers a stream again by itself.
     tmpfs.resize("64m");
@@ -319,6 +300,17 @@ async fn verify(server: &CourierProcess, acknowledged: &[(pb::AuthorizeRequest, 
         }
     }
     assert_eq!(lost, 0, "{lost} of {} acknowledged approvals were lost", acknowledged.len());
+}
+
+/// The disk filled, and every refusal said so cleanly: UNAVAILABLE or RESOURCE_EXHAUSTED (nothing applied).
+fn assert_refused_cleanly(failures: &[tonic::Code], approved: usize) {
+    eprintln!("while filling: {approved} approved, {} refused: {:?}", failures.len(), summary(failures));
+    assert!(!failures.is_empty(), "the disk never filled");
+    assert!(
+        failures.iter().all(|code| matches!(code, tonic::Code::Unavailable | tonic::Code::ResourceExhausted)),
+        "a full disk answers UNAVAILABLE or RESOURCE_EXHAUSTED, nothing else: {:?}",
+        summary(failures)
+    );
 }
 
 fn summary(codes: &[tonic::Code]) -> std::collections::BTreeMap<String, usize> {
