@@ -27,7 +27,8 @@ const STATEMENT_CACHE: usize = 128;
 /// more often trades a little copying (a hot page is copied more often) for shorter stalls. Measured at 6,000
 /// Authorize/s open loop (docs/performance.md, step 11): p99 about 7 ms at 1,000 pages, 5 ms at 250, 16 to 80 ms at
 /// 4,000; CPU per call the same within noise. A checkpoint on a thread of its own was worse (p99 11 to 14 ms):
-/// its fsync of the database file and the writer's fsync of the log share the file system's journal.
+/// its fsync of the database file and the writer's fsync of the log both end in a flush of the same device's
+/// write cache, so commits waited for the checkpoint's writes anyway.
 const CHECKPOINT_PAGES: i64 = 250;
 
 /// The writer's connection to its SQLite file.
