@@ -105,7 +105,7 @@ async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart()
     let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
 
     // Load until the disk is full: every APPROVED answer is recorded with its request; every failure's code counted.
-    let approved: Arc<Mutex<Vec<(pb::AuthorizeRequest, pb::Authorization)>>> = Arc::default();
+    let approved: Approved = Arc::default();
     let failures: Arc<Mutex<Vec<tonic::Code>>> = Arc::default();
     let full = Arc::new(AtomicBool::new(false));
     let after_full = Arc::new(AtomicUsize::new(0));
@@ -137,35 +137,16 @@ async fn full_disk_loses_no_acknowledged_approval_and_recovers_without_restart()
             })
         })
         .collect();
-    let loading = async {
-        for caller in callers {
-            caller.await.unwrap();
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), loading).await.expect("the load filled the disk in time");
-    let acknowledged = approved.lock().unwrap().clone();
-    assert_refused_cleanly(&failures.lock().unwrap(), acknowledged.len());
+    let acknowledged = filled(callers, &approved, &failures).await;
 
     // Free space: the same process serves again by itself.
-    tmpfs.resize("64m");
-    let freed = Instant::now();
     let mut payments = server.payments();
-    loop {
+    serves_again_once_freed(&tmpfs, async || {
         let mut request = patient(authorize_request(&account_id, 1));
         request.set_timeout(Duration::from_secs(10));
-        match payments.authorize(request).await {
-            Ok(_) => break,
-            Err(status) => {
-                assert!(
-                    freed.elapsed() < Duration::from_secs(20),
-                    "still refusing {}s after space was freed: {status:?}",
-                    freed.elapsed().as_secs()
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    eprintln!("served again {:?} after space was freed", freed.elapsed());
+        payments.authorize(request).await.map(drop).map_err(|status| format!("{status:?}"))
+    })
+    .await;
 
     verify_across_restart(server, &data_dir, &acknowledged).await;
 }
@@ -181,7 +162,7 @@ async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
     let server = up(&data_dir);
     let account_id = courier_tests::process::funded_account(&server, &server, 1_000_000_000_000).await;
 
-    let approved: Arc<Mutex<Vec<(pb::AuthorizeRequest, pb::Authorization)>>> = Arc::default();
+    let approved: Approved = Arc::default();
     let failures: Arc<Mutex<Vec<tonic::Code>>> = Arc::default();
     let after_full = Arc::new(AtomicUsize::new(0));
     let streams: Vec<_> = (0..2)
@@ -239,20 +220,11 @@ async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
             })
         })
         .collect();
-    let loading = async {
-        for stream in streams {
-            stream.await.unwrap();
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), loading).await.expect("the streams filled the disk in time");
-    let acknowledged = approved.lock().unwrap().clone();
-    assert_refused_cleanly(&failures.lock().unwrap(), acknowledged.len());
+    let acknowledged = filled(streams, &approved, &failures).await;
 
     // Free space: the same process answers a stream again by itself.
-    tmpfs.resize("64m");
-    let freed = Instant::now();
     let mut payments = server.payments();
-    loop {
+    serves_again_once_freed(&tmpfs, async || {
         let message = pb::AuthorizeStreamRequest {
             correlation_id: "after".into(),
             request: Some(authorize_request(&account_id, 1)),
@@ -260,15 +232,15 @@ async fn full_disk_under_stream_load_loses_no_acknowledged_approval() {
         let mut request = tonic::Request::new(futures::stream::iter([message]));
         request.set_timeout(Duration::from_secs(10));
         let answer = match payments.authorize_stream(request).await {
-            Ok(answers) => answers.into_inner().message().await.ok().flatten(),
-            Err(_) => None,
+            Ok(answers) => answers.into_inner().message().await.map_err(|status| format!("{status:?}"))?,
+            Err(status) => return Err(format!("{status:?}")),
         };
-        if let Some(pb::AuthorizeStreamResponse { result: Some(Answer::Authorization(_)), .. }) = answer {
-            break;
+        match answer {
+            Some(pb::AuthorizeStreamResponse { result: Some(Answer::Authorization(_)), .. }) => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        assert!(freed.elapsed() < Duration::from_secs(20), "still refusing streams 20 s after space was freed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 
     verify_across_restart(server, &data_dir, &acknowledged).await;
 }
@@ -300,6 +272,42 @@ async fn verify(server: &CourierProcess, acknowledged: &[(pb::AuthorizeRequest, 
         }
     }
     assert_eq!(lost, 0, "{lost} of {} acknowledged approvals were lost", acknowledged.len());
+}
+
+type Approved = Arc<Mutex<Vec<(pb::AuthorizeRequest, pb::Authorization)>>>;
+
+/// Waits (bounded) for the load's tasks, which end once the disk has been full a while; checks that it filled and
+/// that every refusal was clean; returns the approvals acknowledged meanwhile.
+async fn filled(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    approved: &Approved,
+    failures: &Mutex<Vec<tonic::Code>>,
+) -> Vec<(pb::AuthorizeRequest, pb::Authorization)> {
+    let loading = async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), loading).await.expect("the load filled the disk in time");
+    let acknowledged = approved.lock().unwrap().clone();
+    assert_refused_cleanly(&failures.lock().unwrap(), acknowledged.len());
+    acknowledged
+}
+
+/// Frees space (remounts the tmpfs bigger), then retries `attempt` until the same process serves it: within 20 s,
+/// without a restart.
+async fn serves_again_once_freed(tmpfs: &Tmpfs, mut attempt: impl AsyncFnMut() -> Result<(), String>) {
+    tmpfs.resize("64m");
+    let freed = Instant::now();
+    while let Err(refusal) = attempt().await {
+        assert!(
+            freed.elapsed() < Duration::from_secs(20),
+            "still refusing {}s after space was freed: {refusal}",
+            freed.elapsed().as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("served again {:?} after space was freed", freed.elapsed());
 }
 
 /// The disk filled, and every refusal said so cleanly: UNAVAILABLE or RESOURCE_EXHAUSTED (nothing applied).
