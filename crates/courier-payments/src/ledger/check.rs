@@ -3,7 +3,8 @@
 //! - The event log is gap-free: sequences 1..=last_sequence, each once.
 //! - Money is conserved: each account's posted balance equals its credits minus its captures, as the log says.
 //! - Held equals the sum of the account's open holds; no account is over its limit (available >= 0).
-//! - Every authorization is in exactly one consistent state, with exactly the events that state implies.
+//! - Every authorization is in exactly one consistent state, with exactly the events that state implies, and its
+//!   creation event names its account.
 
 use std::collections::HashMap;
 
@@ -44,6 +45,8 @@ struct EventCounts {
     declined: u32,
     resolutions: u32,
     captured: i64,
+    /// The account its AUTHORIZED or DECLINED event names (a listing by account finds it through that event).
+    created_for: Option<String>,
 }
 
 fn violation(invariant: &'static str, detail: impl Into<String>) -> Violation {
@@ -96,8 +99,12 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
                     c.captured = amount;
                 }
             }
-            Ok(EventType::Authorized) => counts.into_iter().for_each(|c| c.authorized += 1),
-            Ok(EventType::Declined) => counts.into_iter().for_each(|c| c.declined += 1),
+            Ok(kind @ (EventType::Authorized | EventType::Declined)) => {
+                if let Some(c) = counts {
+                    *if kind == EventType::Authorized { &mut c.authorized } else { &mut c.declined } += 1;
+                    c.created_for = Some(account);
+                }
+            }
             Ok(EventType::Voided | EventType::Expired) => counts.into_iter().for_each(|c| c.resolutions += 1),
             Ok(EventType::AccountOpened | EventType::AccountStatusChanged) => {}
             Ok(EventType::Unspecified) | Err(_) => {
@@ -140,6 +147,10 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
         } else {
             counts.authorized == 0 && counts.resolutions == 0
         };
+        if counts.created_for.as_ref().is_some_and(|created_for| *created_for != account) {
+            let detail = format!("{id} is {account}'s, its creation event names {:?}", counts.created_for);
+            return Ok(Err(violation("creation event of the authorization's account", detail)));
+        }
         if !consistent || !events_match {
             let detail = format!(
                 "{id} is {status:?} (amount {amount}, held {held}, captured {captured}) with {} authorized, {} declined \
@@ -184,4 +195,44 @@ pub async fn check(pool: &AnyPool) -> Result<Result<CheckSummary, Violation>, sq
         return Ok(Err(violation("money conserved", format!("money moved on missing account {id}"))));
     }
     Ok(Ok(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listing by account finds an authorization through its creation event, so an event naming another account
+    /// is a broken store, not a detail.
+    #[tokio::test]
+    async fn a_creation_event_naming_another_account_is_a_violation() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("courier.db").display());
+        let pool = crate::open_store(&courier_kit::db::DbConfig::new(url)).await.unwrap();
+        // A decline for an unknown account moves no money: the smallest store with one authorization.
+        sqlx::query(
+            "INSERT INTO authorizations (id, account_id, merchant_id, amount, currency, decision, response_code, \
+             decline_reason, status, held_amount, captured_amount, available_after, description, metadata_json, \
+             created_at_us) VALUES ('auth_1', 'acct_a', 'm', 5, 'USD', 2, '14', 1, $1, 0, 0, 0, '', '{}', 0)",
+        )
+        .bind(AuthStatus::Declined as i32)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let event = |account: &'static str| {
+            sqlx::query(
+                "INSERT INTO events (sequence, type, account_id, authorization_id, amount, currency, response_code, \
+                 occurred_at_us) VALUES (1, $1, $2, 'auth_1', 5, 'USD', '14', 0)",
+            )
+            .bind(EventType::Declined as i32)
+            .bind(account)
+        };
+        event("acct_b").execute(&pool).await.unwrap();
+        sqlx::query("UPDATE ledger_meta SET last_sequence = 1").execute(&pool).await.unwrap();
+        let found = check(&pool).await.unwrap().unwrap_err();
+        assert_eq!(found.invariant, "creation event of the authorization's account", "{found}");
+
+        sqlx::query("DELETE FROM events").execute(&pool).await.unwrap();
+        event("acct_a").execute(&pool).await.unwrap();
+        assert_eq!(check(&pool).await.unwrap().map(|s| s.authorizations), Ok(1));
+    }
 }

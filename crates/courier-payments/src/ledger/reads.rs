@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use courier_proto::payments::v1 as pb;
 use futures::stream::{self, Stream};
+use sqlx::Row;
 
 use super::rows::{self, ACCOUNT_COLUMNS, AUTHORIZATION_COLUMNS, EVENT_COLUMNS};
 use super::{Ledger, LedgerError};
@@ -32,6 +33,13 @@ pub struct AuthorizationFilter {
 /// gives up (see [`courier_kit::db::before_deadline`]).
 async fn bounded<T>(read: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
     courier_kit::db::before_deadline(courier_kit::deadline::current(), read).await
+}
+
+/// Where a listing resumes: after an authorization id, or (one account's) after its creation event's sequence.
+enum Cursor {
+    Start,
+    Id(String),
+    Sequence(i64),
 }
 
 /// One bound value of a dynamically filtered query.
@@ -74,39 +82,65 @@ impl Ledger {
             .transpose()
     }
 
-    /// Streams matching authorizations in id (creation) order, one page query at a time.
+    /// Streams matching authorizations in creation order, one page query at a time.
     pub fn list_authorizations(
         &self,
         filter: AuthorizationFilter,
     ) -> impl Stream<Item = Result<pb::Authorization, LedgerError>> + Send + 'static {
-        let state = (self.clone(), filter, String::new(), VecDeque::new(), false);
-        stream::try_unfold(state, |(ledger, filter, mut after, mut page, mut exhausted)| async move {
+        let state = (self.clone(), filter, Cursor::Start, VecDeque::new(), false);
+        stream::try_unfold(state, |(ledger, filter, after, mut page, mut exhausted)| async move {
             if page.is_empty() && !exhausted {
                 page = ledger.authorization_page(&filter, &after).await?;
                 exhausted = (page.len() as i64) < PAGE_ROWS;
             }
-            Ok(page.pop_front().map(|authorization: pb::Authorization| {
-                after.clone_from(&authorization.id);
+            // The next page starts after the last row handed out.
+            Ok(page.pop_front().map(|(authorization, after): (pb::Authorization, Cursor)| {
                 (authorization, (ledger, filter, after, page, exhausted))
             }))
         })
     }
 
+    /// The page after `after`. One account's authorizations are found through its creation events (AUTHORIZED or
+    /// DECLINED, one per authorization; `courier ledger check` verifies it) on the events_account index, in
+    /// their sequence order; the writer gives out ids and sequences in the same order, so within one process this
+    /// is id order too. Without an account, the authorizations' own id order.
     async fn authorization_page(
         &self,
         filter: &AuthorizationFilter,
-        after: &str,
-    ) -> Result<VecDeque<pb::Authorization>, LedgerError> {
-        // "" sorts before every id, so the first page and the rest share one query shape.
-        let mut args = vec![Arg::Text(after.to_owned())];
-        let mut sql = format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations WHERE id > $1");
+        after: &Cursor,
+    ) -> Result<VecDeque<(pb::Authorization, Cursor)>, LedgerError> {
+        let mut args = Vec::new();
+        let mut sql = match (&filter.account_id, after) {
+            (Some(account), after) => {
+                let after = match after {
+                    Cursor::Sequence(sequence) => *sequence,
+                    _ => 0,
+                };
+                args.extend([Arg::Text(account.clone()), Arg::Int(after)]);
+                let columns = AUTHORIZATION_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>();
+                format!(
+                    "SELECT {}, e.sequence AS creation_sequence FROM events e \
+                     JOIN authorizations a ON a.id = e.authorization_id \
+                     WHERE e.account_id = $1 AND e.sequence > $2 AND e.type IN ({}, {})",
+                    columns.join(", "),
+                    pb::EventType::Authorized as i32,
+                    pb::EventType::Declined as i32,
+                )
+            }
+            (None, after) => {
+                let after = match after {
+                    Cursor::Id(id) => id.clone(),
+                    // "" sorts before every id, so the first page and the rest share one query shape.
+                    _ => String::new(),
+                };
+                args.push(Arg::Text(after));
+                format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations a WHERE a.id > $1")
+            }
+        };
         let mut condition = |column: &str, op: &str, arg: Arg| {
             args.push(arg);
-            sql.push_str(&format!(" AND {column} {op} ${}", args.len()));
+            sql.push_str(&format!(" AND a.{column} {op} ${}", args.len()));
         };
-        if let Some(account) = &filter.account_id {
-            condition("account_id", "=", Arg::Text(account.clone()));
-        }
         if let Some(merchant) = &filter.merchant_id {
             condition("merchant_id", "=", Arg::Text(merchant.clone()));
         }
@@ -119,7 +153,8 @@ impl Ledger {
         if let Some(before) = filter.created_before_us {
             condition("created_at_us", "<", Arg::Int(before));
         }
-        sql.push_str(&format!(" ORDER BY id LIMIT {PAGE_ROWS}"));
+        let order = if filter.account_id.is_some() { "e.sequence" } else { "a.id" };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {PAGE_ROWS}"));
         let mut query = sqlx::query(&sql);
         for arg in args {
             query = match arg {
@@ -128,7 +163,15 @@ impl Ledger {
             };
         }
         let rows = query.fetch_all(self.pool()).await?;
-        Ok(rows.iter().map(rows::authorization_from_row).collect::<Result<_, _>>()?)
+        let page = rows.iter().map(|row| {
+            let authorization = rows::authorization_from_row(row)?;
+            let cursor = match filter.account_id {
+                Some(_) => Cursor::Sequence(row.try_get("creation_sequence")?),
+                None => Cursor::Id(authorization.id.clone()),
+            };
+            Ok::<_, sqlx::Error>((authorization, cursor))
+        });
+        Ok(page.collect::<Result<_, _>>()?)
     }
 
     /// Events from `from_sequence` on (optionally one account's): the backlog, then live, without end.
