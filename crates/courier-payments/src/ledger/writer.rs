@@ -114,6 +114,21 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // The batch is not full: wait `commit_linger` for more callers to join it, fewer commits (and fsyncs) for
+        // some latency. On SQLite the writer has its thread to itself, so it sleeps there (to the microsecond);
+        // the runtime's timer rounds up to milliseconds.
+        if !config.commit_linger.is_zero() && batch.len() < max_batch {
+            match store.sqlite() {
+                true => std::thread::sleep(config.commit_linger),
+                false => tokio::time::sleep(config.commit_linger).await,
+            }
+            while batch.len() < max_batch {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
         // A caller that gave up before its turn is not applied: it was never acknowledged, so either outcome is
         // correct, and skipping spends nothing. (A caller that gives up later finds the result by its key.)
         batch.retain(|job| !job.reply.is_closed());
@@ -414,11 +429,54 @@ fn not_committed_message(error: &sqlx::Error) -> String {
 mod tests {
     use super::*;
     use crate::ledger::NewAccount;
+    use std::time::Duration;
 
     fn opens(count: usize) -> Vec<Job> {
         let open = || NewAccount { owner_user_id: "u".into(), currency: "EUR".into(), credit_limit: 0 };
         // The answers are not listened to: the test reads what `commit` returns.
         (0..count).map(|_| Job { op: Op::Open(open()), reply: oneshot::channel().0, deadline: None }).collect()
+    }
+
+    /// With `commit_linger`, callers that arrive while the writer waits share the first one's commit; without it,
+    /// a lone caller commits at once.
+    #[tokio::test]
+    async fn a_lingering_writer_commits_late_arrivals_with_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("courier.db").display());
+        let pool = crate::open_store(&courier_kit::db::DbConfig::new(url)).await.unwrap();
+        for (linger, commits) in [(Duration::ZERO, 2), (Duration::from_secs(1), 1)] {
+            let config = PaymentsConfig { commit_linger: linger, ..PaymentsConfig::default() };
+            let stats = Arc::new(WriterStats::default());
+            let (jobs, _) = spawn(pool.clone(), config, Clock::system(), stats.clone(), None);
+            let submit = |count| {
+                opens(count).into_iter().map(|mut job| {
+                    let (reply, answer) = oneshot::channel();
+                    job.reply = reply;
+                    (job, answer)
+                })
+            };
+            let (first, first_answer) = submit(1).next().unwrap();
+            jobs.send(first).await.unwrap();
+            let started = std::time::Instant::now();
+            if linger.is_zero() {
+                first_answer.await.unwrap().unwrap();
+            } else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut answers = Vec::new();
+            for (job, answer) in submit(3) {
+                jobs.send(job).await.unwrap();
+                answers.push(answer);
+            }
+            for answer in answers {
+                answer.await.unwrap().unwrap();
+            }
+            assert_eq!(stats.commits.load(Ordering::Relaxed), commits, "linger {linger:?}");
+            assert_eq!(stats.operations.load(Ordering::Relaxed), 4);
+            if !linger.is_zero() {
+                assert!(started.elapsed() >= linger - Duration::from_millis(20), "answered only after the linger");
+            }
+        }
     }
 
     #[tokio::test]
