@@ -42,6 +42,24 @@ enum Cursor {
     Sequence(i64),
 }
 
+impl Cursor {
+    /// The id to list after: "" sorts before every id, so the first page and the rest share one query shape.
+    fn id(&self) -> String {
+        match self {
+            Cursor::Id(id) => id.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// The creation event sequence to list after (sequences start at 1).
+    fn sequence(&self) -> i64 {
+        match self {
+            Cursor::Sequence(sequence) => *sequence,
+            _ => 0,
+        }
+    }
+}
+
 /// One bound value of a dynamically filtered query.
 enum Arg {
     Text(String),
@@ -110,13 +128,9 @@ impl Ledger {
         after: &Cursor,
     ) -> Result<VecDeque<(pb::Authorization, Cursor)>, LedgerError> {
         let mut args = Vec::new();
-        let mut sql = match (&filter.account_id, after) {
-            (Some(account), after) => {
-                let after = match after {
-                    Cursor::Sequence(sequence) => *sequence,
-                    _ => 0,
-                };
-                args.extend([Arg::Text(account.clone()), Arg::Int(after)]);
+        let mut sql = match &filter.account_id {
+            Some(account) => {
+                args.extend([Arg::Text(account.clone()), Arg::Int(after.sequence())]);
                 let columns = AUTHORIZATION_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>();
                 format!(
                     "SELECT {}, e.sequence AS creation_sequence FROM events e \
@@ -127,13 +141,8 @@ impl Ledger {
                     pb::EventType::Declined as i32,
                 )
             }
-            (None, after) => {
-                let after = match after {
-                    Cursor::Id(id) => id.clone(),
-                    // "" sorts before every id, so the first page and the rest share one query shape.
-                    _ => String::new(),
-                };
-                args.push(Arg::Text(after));
+            None => {
+                args.push(Arg::Text(after.id()));
                 format!("SELECT {AUTHORIZATION_COLUMNS} FROM authorizations a WHERE a.id > $1")
             }
         };

@@ -108,12 +108,7 @@ async fn run(
     let mut stage = Stage::new(store.sqlite());
     while let Some(first) = queue.recv().await {
         batch.push(first);
-        while batch.len() < max_batch {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut queue, &mut batch, max_batch);
         // The batch is not full: wait `commit_linger` for more callers to join it, fewer commits (and fsyncs) for
         // some latency. On SQLite the writer has its thread to itself, so it sleeps there (to the microsecond);
         // the runtime's timer rounds up to milliseconds.
@@ -122,12 +117,7 @@ async fn run(
                 true => std::thread::sleep(config.commit_linger),
                 false => tokio::time::sleep(config.commit_linger).await,
             }
-            while batch.len() < max_batch {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+            take_queued(&mut queue, &mut batch, max_batch);
         }
         // A caller that gave up before its turn is not applied: it was never acknowledged, so either outcome is
         // correct, and skipping spends nothing. (A caller that gives up later finds the result by its key.)
@@ -181,6 +171,16 @@ async fn run(
                     let _ = job.reply.send(Err(LedgerError::OutcomeUnknown));
                 }
             }
+        }
+    }
+}
+
+/// Moves what is already queued into `batch`, up to `max_batch` jobs, without waiting.
+fn take_queued(queue: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max_batch: usize) {
+    while batch.len() < max_batch {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
     }
 }
