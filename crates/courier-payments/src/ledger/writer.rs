@@ -444,7 +444,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("courier.db").display());
         let pool = crate::open_store(&courier_kit::db::DbConfig::new(url)).await.unwrap();
-        for (linger, commits) in [(Duration::ZERO, 2), (Duration::from_secs(1), 1)] {
+        // Without a linger the three late callers may share one commit or not, as the writer thread happens to
+        // wake between their sends: the claim is only that the lone first caller committed alone and at once.
+        for (linger, commits) in [(Duration::ZERO, 2..=4), (Duration::from_secs(1), 1..=1)] {
             let config = PaymentsConfig { commit_linger: linger, ..PaymentsConfig::default() };
             let stats = Arc::new(WriterStats::default());
             let (jobs, _) = spawn(pool.clone(), config, Clock::system(), stats.clone(), None);
@@ -460,6 +462,7 @@ mod tests {
             let started = std::time::Instant::now();
             if linger.is_zero() {
                 first_answer.await.unwrap().unwrap();
+                assert_eq!(stats.commits.load(Ordering::Relaxed), 1, "the lone caller committed alone");
             } else {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -471,7 +474,8 @@ mod tests {
             for answer in answers {
                 answer.await.unwrap().unwrap();
             }
-            assert_eq!(stats.commits.load(Ordering::Relaxed), commits, "linger {linger:?}");
+            let committed = stats.commits.load(Ordering::Relaxed);
+            assert!(commits.contains(&committed), "linger {linger:?}: {committed} commits, expected {commits:?}");
             assert_eq!(stats.operations.load(Ordering::Relaxed), 4);
             if !linger.is_zero() {
                 assert!(started.elapsed() >= linger - Duration::from_millis(20), "answered only after the linger");
