@@ -35,9 +35,9 @@ impl DbConfig {
 /// busy_timeout: a second writer (another process) waits for the lock instead of failing at once.
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;";
 
-/// Prepared statements each PostgreSQL connection keeps (sqlx's default is 100). The ledger writer's multi-row
-/// statements come in about 160 shapes (32 row counts of each of four inserts, the selects' power-of-two
-/// lists); a shape pushed out of the cache costs a Parse and Describe round trip on its next use.
+/// Prepared statements each PostgreSQL connection keeps (sqlx's default is 100). The ledger writer's reads come in
+/// power-of-two list lengths (nine per select, three selects) beside its one batch write, and the pool's readers
+/// have their own; a shape pushed out of the cache costs a Parse and Describe round trip on its next use.
 pub const POSTGRES_STATEMENT_CACHE: usize = 256;
 
 /// Opens the pool, creating a SQLite file (and its directory) if needed, and applies `migrations`.

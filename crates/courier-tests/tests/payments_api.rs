@@ -215,6 +215,13 @@ async fn malformed_requests_name_every_field(backend: Backend) {
     let mut longest = authorize_request(&account.id, 1);
     longest.idempotency_key = "k".repeat(255);
     assert_eq!(authorize(&mut payments, longest).await.response_code, "00");
+    // A NUL is text PostgreSQL cannot store: refused at the boundary, it never reaches (and fails) a ledger batch.
+    let mut nul = authorize_request(&account.id, 1);
+    nul.idempotency_key = "k\0".into();
+    nul.description = "lunch\0".into();
+    assert_eq!(violated_fields(&payments.authorize(nul).await.unwrap_err()), ["idempotency_key", "description"]);
+    let tabbed = pb::AuthorizeRequest { description: "a\tb".into(), ..authorize_request(&account.id, 1) };
+    assert_eq!(violated_fields(&payments.authorize(tabbed).await.unwrap_err()), ["description"]);
 
     let capture = pb::CaptureRequest { authorization_id: "auth_x".into(), amount: -1, idempotency_key: String::new() };
     assert_eq!(

@@ -106,11 +106,8 @@ impl<'a, C: Conn> Tx<'a, C> {
     /// Writes the batch's changes and the last sequence number; returns it with the authorizations decided in
     /// this transaction.
     pub async fn finish(self) -> Result<(i64, Vec<Decided>), sqlx::Error> {
-        self.stage.flush(self.conn, self.now, self.config.outbox).await?;
-        if self.sequence != self.first_sequence {
-            let sql = "UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1";
-            self.conn.execute(sql, &[Param::Int(self.sequence)]).await?;
-        }
+        let moved = (self.sequence != self.first_sequence).then_some(self.sequence);
+        self.stage.flush(self.conn, self.now, self.config.outbox, moved).await?;
         Ok((self.sequence, self.decided))
     }
 

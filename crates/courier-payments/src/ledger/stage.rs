@@ -1,10 +1,11 @@
 //! The writer's working set for one batch: every row the batch reads is fetched once (most of them up front, in
-//! one query per table), every change is made to the cached row, and the changes go to the database at the end
-//! in one multi-row statement per table.
+//! one query per table), every change is made to the cached row, and the changes go to the database at the end:
+//! on SQLite in one multi-row statement per table, on PostgreSQL in one statement for all of them.
 //!
 //! Why: the writer holds the ledger lock for the whole batch, so the batch's database round trips bound the
 //! ledger's throughput. Applied one by one, an Authorize costs six statements (key lookup, account read, account
-//! update and three inserts); staged, a batch of N costs about seven statements in all. Decisions still read
+//! update and three inserts); staged, a batch of N costs six round trips on PostgreSQL (BEGIN, the ledger lock,
+//! two reads, the write, COMMIT). Decisions still read
 //! before they write, in order: an operation sees every change made by the operations before it in its batch,
 //! because it reads the same cached rows.
 
@@ -14,7 +15,10 @@ use courier_proto::payments::v1 as pb;
 
 use super::conn::{Columns, Conn, Param};
 use super::rows::{self, AccountRow};
-use super::statements::{Statement, StatementTexts};
+use super::statements::{
+    json_rows, postgres_batch_write, Statement, StatementTexts, ACCOUNT_WIDTH, AUTHORIZATION_WIDTH, EVENT_WIDTH,
+    KEY_WIDTH,
+};
 
 /// Rows per multi-row statement at most: under SQLite's and PostgreSQL's bound-parameter limits (19 x 256).
 /// Statements carry a power-of-two number of rows, so a handful of distinct statements serve every batch size
@@ -205,29 +209,33 @@ impl Stage {
         self.events.last()
     }
 
-    /// Writes every change: one multi-row statement per table (per chunk of rows), new rows inserted and changed
-    /// rows updated by the same upsert. `now` stamps the new idempotency keys. With `outbox`, the events are
-    /// also queued for the outbox relay.
-    pub async fn flush(&mut self, conn: &mut impl Conn, now: i64, outbox: bool) -> Result<(), sqlx::Error> {
+    /// Writes every change, new rows inserted and changed rows updated by the same upsert, and `last_sequence`
+    /// (when the batch moved it). `now` stamps the new idempotency keys. With `outbox`, the events are also
+    /// queued for the outbox relay. On SQLite, where a statement is a call in this process, one multi-row
+    /// statement per table (per chunk of rows); on PostgreSQL, where every statement is a round trip, one
+    /// statement for the whole batch ([`postgres_batch_write`]).
+    pub async fn flush(
+        &mut self,
+        conn: &mut impl Conn,
+        now: i64,
+        outbox: bool,
+        last_sequence: Option<i64>,
+    ) -> Result<(), sqlx::Error> {
         let mut accounts: Vec<&AccountRow> = dirty_rows(&self.accounts);
         accounts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let mut params = Vec::new();
-        for chunk in chunks(&accounts, self.sqlite) {
-            params.clear();
-            for a in chunk {
-                params.extend([
-                    Param::Text(&a.id),
-                    Param::Text(&a.owner_user_id),
-                    Param::Text(&a.currency),
-                    Param::Int(a.credit_limit),
-                    Param::Int(a.posted_balance),
-                    Param::Int(a.held_amount),
-                    Param::Int(a.status as i64),
-                    Param::Int(a.created_at_us),
-                    Param::Int(a.updated_at_us),
-                ]);
-            }
-            conn.execute(self.texts.get(Statement::UpsertAccounts, chunk.len()), &params).await?;
+        let mut account_params = Vec::with_capacity(accounts.len() * ACCOUNT_WIDTH);
+        for a in &accounts {
+            account_params.extend([
+                Param::Text(&a.id),
+                Param::Text(&a.owner_user_id),
+                Param::Text(&a.currency),
+                Param::Int(a.credit_limit),
+                Param::Int(a.posted_balance),
+                Param::Int(a.held_amount),
+                Param::Int(a.status as i64),
+                Param::Int(a.created_at_us),
+                Param::Int(a.updated_at_us),
+            ]);
         }
 
         let mut authorizations: Vec<&pb::Authorization> = dirty_rows(&self.authorizations);
@@ -236,53 +244,80 @@ impl Stage {
             .iter()
             .map(|a| serde_json::to_string(&a.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e))))
             .collect::<Result<Vec<String>, _>>()?;
-        let mut params = Vec::new();
-        for (chunk, metadata) in chunks(&authorizations, self.sqlite).zip(chunks(&metadata, self.sqlite)) {
-            params.clear();
-            for (a, metadata) in chunk.iter().zip(metadata) {
-                let us = |t: &Option<prost_types::Timestamp>| t.as_ref().map(courier_kit::time::us_from_timestamp);
-                params.extend([
-                    Param::Text(&a.id),
-                    Param::Text(&a.account_id),
-                    Param::Text(&a.merchant_id),
-                    Param::Int(a.amount),
-                    Param::Text(&a.currency),
-                    Param::Int(i64::from(a.decision)),
-                    Param::Text(&a.response_code),
-                    Param::Int(i64::from(a.decline_reason)),
-                    Param::Int(i64::from(a.status)),
-                    Param::Int(a.held_amount),
-                    Param::Int(a.captured_amount),
-                    Param::Int(a.available_after),
-                    Param::Text(&a.description),
-                    Param::Text(metadata),
-                    Param::Int(us(&a.created_at).unwrap_or(now)),
-                    Param::opt_int(us(&a.expires_at)),
-                    Param::opt_int(us(&a.resolved_at)),
-                    Param::Int(i64::from(a.decided_by)),
-                    Param::Int(i64::from(a.risk_score)),
-                ]);
-            }
-            conn.execute(self.texts.get(Statement::UpsertAuthorizations, chunk.len()), &params).await?;
+        let mut authorization_params = Vec::with_capacity(authorizations.len() * AUTHORIZATION_WIDTH);
+        for (a, metadata) in authorizations.iter().zip(&metadata) {
+            let us = |t: &Option<prost_types::Timestamp>| t.as_ref().map(courier_kit::time::us_from_timestamp);
+            authorization_params.extend([
+                Param::Text(&a.id),
+                Param::Text(&a.account_id),
+                Param::Text(&a.merchant_id),
+                Param::Int(a.amount),
+                Param::Text(&a.currency),
+                Param::Int(i64::from(a.decision)),
+                Param::Text(&a.response_code),
+                Param::Int(i64::from(a.decline_reason)),
+                Param::Int(i64::from(a.status)),
+                Param::Int(a.held_amount),
+                Param::Int(a.captured_amount),
+                Param::Int(a.available_after),
+                Param::Text(&a.description),
+                Param::Text(metadata),
+                Param::Int(us(&a.created_at).unwrap_or(now)),
+                Param::opt_int(us(&a.expires_at)),
+                Param::opt_int(us(&a.resolved_at)),
+                Param::Int(i64::from(a.decided_by)),
+                Param::Int(i64::from(a.risk_score)),
+            ]);
         }
 
-        let mut params = Vec::new();
-        for chunk in chunks(&self.events, self.sqlite) {
-            params.clear();
-            for e in chunk {
-                params.extend([
-                    Param::Int(e.sequence),
-                    Param::Int(e.kind as i64),
-                    Param::Text(&e.account_id),
-                    Param::Text(&e.authorization_id),
-                    Param::Int(e.amount),
-                    Param::Text(&e.currency),
-                    Param::Text(&e.code),
+        let mut event_params = Vec::with_capacity(self.events.len() * EVENT_WIDTH);
+        for e in &self.events {
+            event_params.extend([
+                Param::Int(e.sequence),
+                Param::Int(e.kind as i64),
+                Param::Text(&e.account_id),
+                Param::Text(&e.authorization_id),
+                Param::Int(e.amount),
+                Param::Text(&e.currency),
+                Param::Text(&e.code),
+                Param::Int(now),
+                Param::Int(e.decided_by as i64),
+            ]);
+        }
+
+        let mut key_params = Vec::new();
+        for ((scope, key), cached) in &self.keys {
+            if let (true, Some(stored)) = (cached.dirty, &cached.row) {
+                key_params.extend([
+                    Param::Text(scope),
+                    Param::Text(key),
+                    Param::Text(&stored.fingerprint),
+                    Param::Blob(&stored.response),
                     Param::Int(now),
-                    Param::Int(e.decided_by as i64),
                 ]);
             }
-            conn.execute(self.texts.get(Statement::InsertEvents, chunk.len()), &params).await?;
+        }
+
+        let tables = [
+            (Statement::UpsertAccounts, ACCOUNT_WIDTH, &account_params),
+            (Statement::UpsertAuthorizations, AUTHORIZATION_WIDTH, &authorization_params),
+            (Statement::InsertEvents, EVENT_WIDTH, &event_params),
+            (Statement::InsertKeys, KEY_WIDTH, &key_params),
+        ];
+        if !self.sqlite {
+            let json = tables.map(|(_, width, params)| json_rows(params, width));
+            let mut params: Vec<Param<'_>> = json.iter().map(|rows| Param::Text(rows)).collect();
+            params.extend([Param::Int(i64::from(outbox)), Param::opt_int(last_sequence)]);
+            conn.execute(postgres_batch_write(), &params).await?;
+            return Ok(());
+        }
+        for (statement, width, params) in tables {
+            let mut rest = params.as_slice();
+            for rows in power_chunks(params.len() / width) {
+                let (chunk, tail) = rest.split_at(rows * width);
+                conn.execute(self.texts.get(statement, rows), chunk).await?;
+                rest = tail;
+            }
         }
         if outbox {
             if let (Some(first), Some(last)) = (self.events.first(), self.events.last()) {
@@ -293,62 +328,24 @@ impl Stage {
                 conn.execute(sql, &[Param::Int(first.sequence), Param::Int(last.sequence)]).await?;
             }
         }
-
-        let keys: Vec<(&(String, String), &StoredKey)> = self
-            .keys
-            .iter()
-            .filter(|(_, cached)| cached.dirty)
-            .filter_map(|(id, cached)| cached.row.as_ref().map(|row| (id, row)))
-            .collect();
-        let mut params = Vec::new();
-        for chunk in chunks(&keys, self.sqlite) {
-            params.clear();
-            for ((scope, key), stored) in chunk {
-                params.extend([
-                    Param::Text(scope),
-                    Param::Text(key),
-                    Param::Text(&stored.fingerprint),
-                    Param::Blob(&stored.response),
-                    Param::Int(now),
-                ]);
-            }
-            conn.execute(self.texts.get(Statement::InsertKeys, chunk.len()), &params).await?;
+        if let Some(sequence) = last_sequence {
+            let sql = "UPDATE ledger_meta SET last_sequence = $1 WHERE id = 1";
+            conn.execute(sql, &[Param::Int(sequence)]).await?;
         }
         Ok(())
     }
 }
 
-/// `rows` in the chunks one statement each writes. On SQLite, where a statement is a call in this process,
-/// power-of-two sizes, largest first: few shapes, so every one stays prepared. On PostgreSQL every statement
-/// is a round trip, which costs more than preparing one more shape: at most two, a multiple of 16 rows and the
-/// rest (a batch of up to 16 is one), 32 shapes per table, which the connections' statement cache holds
-/// (`courier_kit::db::POSTGRES_STATEMENT_CACHE`).
-fn chunks<T: Sync>(rows: &[T], sqlite: bool) -> Box<dyn Iterator<Item = &[T]> + Send + '_> {
-    if sqlite {
-        return Box::new(power_chunks(rows));
-    }
-    let mut rows = rows;
-    Box::new(std::iter::from_fn(move || {
-        if rows.is_empty() {
-            return None;
-        }
-        let size = if rows.len() <= 16 { rows.len() } else { ROWS_PER_STATEMENT.min(rows.len() / 16 * 16) };
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    }))
-}
-
-/// `rows` in chunks of power-of-two sizes, largest first (see [`ROWS_PER_STATEMENT`]).
-fn power_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+/// The row counts of the statements that write `rows` rows on SQLite: powers of two, largest first (see
+/// [`ROWS_PER_STATEMENT`]).
+fn power_chunks(mut rows: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
-        if rows.is_empty() {
+        if rows == 0 {
             return None;
         }
-        let size = ROWS_PER_STATEMENT.min(1 << rows.len().ilog2());
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
+        let size = ROWS_PER_STATEMENT.min(1 << rows.ilog2());
+        rows -= size;
+        Some(size)
     })
 }
 
@@ -378,27 +375,13 @@ fn texts<'a>(values: &[&'a str]) -> Vec<Param<'a>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{chunks, padded, power_chunks};
+    use super::{padded, power_chunks};
 
     #[test]
     fn statements_carry_power_of_two_rows() {
-        let rows: Vec<u32> = (0..7).collect();
-        let sizes: Vec<usize> = power_chunks(&rows).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [4, 2, 1]);
-        let many: Vec<u32> = (0..600).collect();
-        let sizes: Vec<usize> = power_chunks(&many).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [256, 256, 64, 16, 8]);
+        assert_eq!(power_chunks(7).collect::<Vec<_>>(), [4, 2, 1]);
+        assert_eq!(power_chunks(600).collect::<Vec<_>>(), [256, 256, 64, 16, 8]);
         assert_eq!(padded(&[1, 2, 3]), [1, 2, 3, 3]);
         assert!(padded::<u8>(&[]).is_empty());
-    }
-
-    #[test]
-    fn postgres_statements_carry_a_multiple_of_16_rows_and_the_rest() {
-        let sizes = |count: u32| chunks(&(0..count).collect::<Vec<_>>(), false).map(<[u32]>::len).collect::<Vec<_>>();
-        assert_eq!(sizes(15), [15]);
-        assert_eq!(sizes(16), [16]);
-        assert_eq!(sizes(37), [32, 5]);
-        assert_eq!(sizes(600), [256, 256, 80, 8]);
-        assert_eq!(chunks(&(0..7).collect::<Vec<_>>(), true).map(<[u32]>::len).collect::<Vec<_>>(), [4, 2, 1]);
     }
 }

@@ -30,6 +30,8 @@ pub fn open_account(request: &pb::OpenAccountRequest) -> Result<NewAccount, Stat
         v.add("owner_user_id", "required");
     } else if request.owner_user_id.len() > 64 {
         v.add("owner_user_id", "at most 64 bytes");
+    } else {
+        no_control_characters(&mut v, "owner_user_id", &request.owner_user_id);
     }
     currency(&mut v, "currency", &request.currency);
     if request.credit_limit < 0 {
@@ -73,6 +75,7 @@ pub fn authorize(request: &pb::AuthorizeRequest, prefix: &str) -> Result<Authori
     if request.description.chars().count() > MAX_DESCRIPTION_CHARS {
         v.add(field("description"), format!("at most {MAX_DESCRIPTION_CHARS} characters"));
     }
+    no_control_characters(&mut v, &field("description"), &request.description);
     if request.metadata.len() > MAX_METADATA_PAIRS {
         v.add(field("metadata"), format!("at most {MAX_METADATA_PAIRS} pairs"));
     }
@@ -161,6 +164,16 @@ fn idempotency_key(v: &mut FieldViolations, field: &str, key: &str) {
         v.add(field, "required: a retry with the same key returns the first result");
     } else if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
         v.add(field, format!("at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes"));
+    } else {
+        no_control_characters(v, field, key);
+    }
+}
+
+/// Text the ledger stores as it came: no control characters. A NUL in particular is text PostgreSQL cannot hold,
+/// and refused there it would fail the whole batch the request shares with others.
+fn no_control_characters(v: &mut FieldViolations, field: &str, text: &str) {
+    if text.chars().any(char::is_control) {
+        v.add(field, "must not contain control characters");
     }
 }
 

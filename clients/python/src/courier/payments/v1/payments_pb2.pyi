@@ -315,7 +315,7 @@ class OpenAccountRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     CREDIT_LIMIT_FIELD_NUMBER: _builtins.int
     owner_user_id: _builtins.str
-    """An ACTIVE user of UserService."""
+    """An ACTIVE user of UserService (1 to 64 bytes, no control characters)."""
     currency: _builtins.str
     """ISO 4217 alphabetic code."""
     credit_limit: _builtins.int
@@ -422,7 +422,7 @@ class CreditAccountRequest(_message.Message):
     currency: _builtins.str
     """Must equal the account's currency."""
     idempotency_key: _builtins.str
-    """1 to 255 bytes, scoped to the account."""
+    """1 to 255 bytes, no control characters, scoped to the account."""
     def __init__(
         self,
         *,
@@ -673,7 +673,7 @@ class AuthorizeRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
-    """1 to 255 bytes, scoped to the merchant."""
+    """1 to 255 bytes, no control characters, scoped to the merchant."""
     account_id: _builtins.str
     """The account to charge."""
     merchant_id: _builtins.str
@@ -683,7 +683,7 @@ class AuthorizeRequest(_message.Message):
     currency: _builtins.str
     """ISO 4217 alphabetic code."""
     description: _builtins.str
-    """Up to 500 characters."""
+    """Up to 500 characters, no control characters."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Up to 20 pairs; keys up to 40 bytes, values up to 500."""
@@ -745,7 +745,7 @@ class CaptureRequest(_message.Message):
     amount: _builtins.int
     """Minor units, up to the held amount; 0 captures the whole hold."""
     idempotency_key: _builtins.str
-    """1 to 255 bytes, scoped to the authorization's merchant."""
+    """1 to 255 bytes, no control characters, scoped to the authorization's merchant."""
     def __init__(
         self,
         *,
@@ -796,7 +796,7 @@ class VoidRequest(_message.Message):
     authorization_id: _builtins.str
     """The authorization to void."""
     idempotency_key: _builtins.str
-    """1 to 255 bytes, scoped to the authorization's merchant."""
+    """1 to 255 bytes, no control characters, scoped to the authorization's merchant."""
     def __init__(
         self,
         *,
