@@ -35,7 +35,7 @@ async fn the_curl_example_creates_a_user_as_printed() {
     let output = Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output().expect("run bash");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "the README's curl block failed:\n{script}\n{output:?}");
-    assert!(stdout.contains(r#""email":"ada@example.com""#), "no user in the answer:\n{stdout}");
+    assert!(stdout.contains(r#""email":"alan@example.com""#), "no user in the answer:\n{stdout}");
 }
 
 #[tokio::test]
