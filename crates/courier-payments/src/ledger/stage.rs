@@ -5,9 +5,8 @@
 //! Why: the writer holds the ledger lock for the whole batch, so the batch's database round trips bound the
 //! ledger's throughput. Applied one by one, an Authorize costs six statements (key lookup, account read, account
 //! update and three inserts); staged, a batch of N costs six round trips on PostgreSQL (BEGIN, the ledger lock,
-//! two reads, the write, COMMIT). Decisions still read
-//! before they write, in order: an operation sees every change made by the operations before it in its batch,
-//! because it reads the same cached rows.
+//! two reads, the write, COMMIT). Decisions still read before they write, in order: an operation sees every
+//! change made by the operations before it in its batch, because it reads the same cached rows.
 
 use std::collections::HashMap;
 
@@ -190,12 +189,12 @@ impl Stage {
         self.authorizations.insert(authorization.id.clone(), Cached { row: Some(authorization), dirty: true });
     }
 
-    /// A new idempotent answer, written at [`Stage::flush`].
     /// The (scope, key) pairs this batch stores.
     pub fn written_keys(&self) -> impl Iterator<Item = &(String, String)> {
-        self.keys.iter().filter(|(_, cached)| cached.dirty && cached.row.is_some()).map(|(id, _)| id)
+        dirty(&self.keys).map(|(id, _)| id)
     }
 
+    /// A new idempotent answer, written at [`Stage::flush`].
     pub fn put_key(&mut self, scope: String, key: String, stored: StoredKey) {
         self.keys.insert((scope, key), Cached { row: Some(stored), dirty: true });
     }
@@ -286,16 +285,14 @@ impl Stage {
         }
 
         let mut key_params = Vec::new();
-        for ((scope, key), cached) in &self.keys {
-            if let (true, Some(stored)) = (cached.dirty, &cached.row) {
-                key_params.extend([
-                    Param::Text(scope),
-                    Param::Text(key),
-                    Param::Text(&stored.fingerprint),
-                    Param::Blob(&stored.response),
-                    Param::Int(now),
-                ]);
-            }
+        for ((scope, key), stored) in dirty(&self.keys) {
+            key_params.extend([
+                Param::Text(scope),
+                Param::Text(key),
+                Param::Text(&stored.fingerprint),
+                Param::Blob(&stored.response),
+                Param::Int(now),
+            ]);
         }
 
         let tables = [
@@ -358,8 +355,13 @@ pub(super) fn padded<T: Copy>(values: &[T]) -> Vec<T> {
     padded
 }
 
+/// The rows of `map` the batch changed (or added), with their keys.
+fn dirty<K, T>(map: &HashMap<K, Cached<T>>) -> impl Iterator<Item = (&K, &T)> {
+    map.iter().filter(|(_, cached)| cached.dirty).filter_map(|(id, cached)| Some((id, cached.row.as_ref()?)))
+}
+
 fn dirty_rows<T>(map: &HashMap<String, Cached<T>>) -> Vec<&T> {
-    map.values().filter(|cached| cached.dirty).filter_map(|cached| cached.row.as_ref()).collect()
+    dirty(map).map(|(_, row)| row).collect()
 }
 
 /// `ids` without repeats, in first-seen order.

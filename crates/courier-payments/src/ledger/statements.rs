@@ -106,7 +106,9 @@ fn build(sqlite: bool, statement: Statement, rows: usize) -> String {
 /// per table per chunk: docs/performance.md, step 14.
 pub(super) fn postgres_batch_write() -> &'static str {
     static TEXT: LazyLock<String> = LazyLock::new(|| {
-        let rows = |param: usize, kinds: &str| {
+        // `kinds`: each column's type, in the order of the table's column list (text, integer, blob).
+        let rows = |param: usize, kinds: &str, width: usize| {
+            assert_eq!(kinds.len(), width, "a kind for every column of ${param}'s rows");
             let columns: Vec<String> = kinds
                 .chars()
                 .enumerate()
@@ -128,10 +130,10 @@ pub(super) fn postgres_batch_write() -> &'static str {
              SELECT (r->>0)::bigint, (r->>7)::bigint FROM jsonb_array_elements($3::jsonb) AS r WHERE $5::bigint = 1), \
              keys_written AS (INSERT INTO idempotency_keys ({KEY_COLUMNS}) {}) \
              UPDATE ledger_meta SET last_sequence = $6::bigint WHERE id = 1 AND $6::bigint IS NOT NULL",
-            rows(1, "tttiiiiii"),
-            rows(2, "tttititiiiiittiiiii"),
-            rows(3, "iittittii"),
-            rows(4, "tttbi"),
+            rows(1, "tttiiiiii", ACCOUNT_WIDTH),
+            rows(2, "tttititiiiiittiiiii", AUTHORIZATION_WIDTH),
+            rows(3, "iittittii", EVENT_WIDTH),
+            rows(4, "tttbi", KEY_WIDTH),
         )
     });
     &TEXT
